@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite: sets up what it needs, lints, then runs pytest (installer unit
+# tests and every molecule scenario). Extra arguments go to pytest:
+#   tests/run.sh                         everything
+#   tests/run.sh tests/unit              only the installer's unit tests
+#   tests/run.sh -k firewall             one molecule scenario
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. tests/lib.sh
+
+ensure_venv requirements-dev.txt
+ensure_docker_engine
+ensure_package debootstrap debootstrap
+step "building the systemd test images" bash tests/images/build.sh
+
+step "yamllint" .venv/bin/yamllint --strict .
+step "ansible-lint (production profile)" .venv/bin/ansible-lint --offline
+step "ruff" .venv/bin/ruff check .
+
+step "pytest" .venv/bin/pytest "${@:-tests}"
