@@ -57,12 +57,11 @@ def resolve(value: str) -> Inventory:
                 raise BadInput(
                     located(str(folder), None, f"no {' or '.join(HOSTS_FILES)} in this inventory folder")
                 )
-            folder = folder.resolve()
             return Inventory(
                 name=value,
-                path=folder,
+                path=folder.resolve(),
                 hosts_file=hosts_file.resolve(),
-                variable_files=_variable_files(folder),
+                variable_files=_variable_files(folder.resolve()),
             )
     if Path(value).is_file():
         raise BadInput(f"--inventory {value}: is a file; expected an environment name or an inventory folder")

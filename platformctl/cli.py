@@ -1,0 +1,344 @@
+"""installer.py's commands (DESIGN.md): install, preflight, check, verify, backup, restore, secrets."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.text import Text
+
+from platformctl import inventory as inventories
+from platformctl import paths, preflight, report
+from platformctl.errors import BadInput, ExitCode, InstallerError, PreflightFailed
+from platformctl.progress import Progress
+from platformctl.runner import RunOptions, RunOutcome, RunState, new_run_id, output_tail, run_playbook
+from platformctl.secrets import SecretStore, referenced_names
+
+COMMANDS = {
+    "install": "preflight, secrets, site.yml, verify, summary (the default)",
+    "preflight": "checks only; changes nothing on any host",
+    "check": "drift report: site.yml in check and diff mode",
+    "verify": "health probes of the running platform",
+    "backup": "a backup now (PostgreSQL, Redis, config)",
+    "restore": "point-in-time restore: --target-time 'YYYY-MM-DD HH:MM:SS+00' or --latest",
+    "secrets": "create missing secrets; --rotate NAME replaces one",
+}
+TARGET_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d+)?[+-]\d{2}(:?\d{2})?$")
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would exit 2, which means drift here
+        raise BadInput(f"command line: {message}; see `python3 installer.py --help`")
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="installer.py",
+        description="Install, check and verify the self-hosted AI platform on your servers.",
+        epilog="commands:\n" + "\n".join(f"  {name:<10} {text}" for name, text in COMMANDS.items())
+        + "\n\nexit codes: 0 ok, 1 a play failed or a host was unreachable, 2 check found drift, "
+        "3 preflight failed, 4 bad input, 130 interrupted",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("command", nargs="?", default="install", choices=list(COMMANDS), metavar="COMMAND")
+    parser.add_argument("-i", "--inventory", required=True, metavar="ENV|PATH",
+                        help="an environment in inventories/ or the path of an inventory folder")
+    parser.add_argument("--limit", help="only these hosts or groups (Ansible pattern)")
+    parser.add_argument("--tags", help="only tasks or roles with these tags (comma-separated)")
+    parser.add_argument("--skip-tags", help="skip tasks or roles with these tags")
+    parser.add_argument("-e", "--extra-vars", action="append", default=[], metavar="VARS",
+                        help="key=value, YAML/JSON or @file; repeatable")
+    parser.add_argument("--check", action="store_true", help="change nothing; report what would change")
+    parser.add_argument("--diff", action="store_true", help="show file differences")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more Ansible output in the run log")
+    parser.add_argument("--yes", action="store_true", help="never prompt")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write a machine-readable summary")
+    parser.add_argument("--target-time", help="restore: 'YYYY-MM-DD HH:MM:SS+00'")
+    parser.add_argument("--latest", action="store_true", help="restore: to the end of the archived WAL")
+    parser.add_argument("--rotate", metavar="NAME", help="secrets: replace this secret")
+    return parser
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    if args.command != "restore" and (args.target_time or args.latest):
+        raise BadInput("command line: --target-time and --latest go with the restore command")
+    if args.command == "restore":
+        if bool(args.target_time) == bool(args.latest):
+            raise BadInput("command line: restore needs exactly one of --target-time 'YYYY-MM-DD HH:MM:SS+00' "
+                           "and --latest")
+        if args.target_time and not TARGET_TIME.match(args.target_time):
+            raise BadInput(f"command line: --target-time {args.target_time!r}: expected 'YYYY-MM-DD HH:MM:SS+00'")
+    if args.rotate and args.command != "secrets":
+        raise BadInput("command line: --rotate goes with the secrets command")
+    return args
+
+
+@dataclass
+class Session:
+    """What every command works from: the checked inventory, the plays, the secrets."""
+
+    args: argparse.Namespace
+    console: Console
+    inventory: inventories.Inventory
+    loaded: inventories.LoadedInventory
+    documents: dict
+    plays: list[preflight.Play]
+    store: SecretStore
+    outcomes: list[tuple[str, RunOutcome, RunState]] = field(default_factory=list)
+
+    @property
+    def options(self) -> RunOptions:
+        a = self.args
+        return RunOptions(limit=a.limit, tags=a.tags, skip_tags=a.skip_tags, extra_vars=list(a.extra_vars),
+                          check=a.check, diff=a.diff, verbosity=a.verbose)
+
+    def applied_roles(self) -> set[str]:
+        roles = {r for play in self.plays for r in play.roles}
+        return roles | {d for r in roles for d in preflight.role_dependencies(r)}
+
+    def wanted_secrets(self) -> set[str]:
+        names = referenced_names(self.applied_roles())
+        for host in self.loaded.hosts("all"):
+            for app in self.loaded.host_vars(host).get("platform_apps") or []:
+                if isinstance(app, dict):
+                    names.update(str(n) for n in app.get("secret_env") or [])
+        return names
+
+
+def open_session(args: argparse.Namespace, console: Console) -> Session:
+    """Everything that needs no host: inventory, YAML, collections, variable types. Changes nothing."""
+    inventory = inventories.resolve(args.inventory)
+    documents = inventories.check_yaml(inventory)
+    store = SecretStore(inventory)
+    loaded = inventories.load(inventory, args.extra_vars, store.password_file)
+    plays = preflight.site_plays(paths.PLAYBOOKS / "site.yml")
+    preflight.check_collections()
+    from ansible.utils.vars import load_extra_vars
+
+    extra_names = set(load_extra_vars(loaded.loader))
+    preflight.check_variables(loaded, documents, plays, extra_names, args.limit)
+    if args.limit and not loaded.hosts("all", args.limit):
+        raise BadInput(f"--limit {args.limit}: matches no host of {inventory.display_path(inventory.hosts_file)}")
+    return Session(args=args, console=console, inventory=inventory, loaded=loaded, documents=documents,
+                   plays=plays, store=store)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[threading.Event]:
+    """First Ctrl-C: stop the run after ansible-runner ends the playbook cleanly. Second: stop now."""
+    cancel = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        print("\ninterrupted: stopping the run (Ctrl-C again to stop at once)", file=sys.stderr)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield cancel
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def run(session: Session, playbook: str, title: str, *, check: bool | None = None,
+        extra_vars: list[str] | None = None) -> tuple[RunOutcome, RunState]:
+    options = session.options
+    if check is not None:
+        options.check = check
+        options.diff = options.diff or check
+    options.extra_vars += extra_vars or []
+    state = RunState(mask=session.store.mask())
+    with interruptible() as cancel, Progress(session.console, state, title) as progress:
+        outcome = run_playbook(
+            paths.PLAYBOOKS / playbook, session.inventory.hosts_file, options, state,
+            run_id=new_run_id(title.split(maxsplit=1)[0]), on_event=progress.on_event, cancel=cancel,
+            vault_password_file=session.store.password_file,
+        )
+    session.outcomes.append((title, outcome, state))
+    if outcome.interrupted:
+        raise Interrupted
+    if state.argument_errors:
+        raise BadInput(*state.argument_errors)
+    if outcome.rc != 0 and not state.failures and not state.stats:
+        raise InstallerError(f"{playbook} did not run (ansible-playbook exit {outcome.rc}):",
+                             output_tail(outcome.run_dir))
+    return outcome, state
+
+
+class Interrupted(InstallerError):
+    exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self) -> None:
+        super().__init__("interrupted; nothing is left half-written: run the same command again to finish")
+
+
+def run_failed(state: RunState) -> bool:
+    return bool(state.failures) or any(h["failed"] or h["unreachable"] for h in state.stats.values())
+
+
+
+def host_preflight(session: Session) -> None:
+    outcome, state = run(session, "preflight.yml", "preflight", check=False)
+    if run_failed(state):
+        finish(session, "preflight", outcome, state, code=ExitCode.PREFLIGHT_FAILED, steps=[])
+        raise PreflightFailed("preflight failed on the hosts above; nothing was changed")
+
+
+def finish(session: Session, command: str, outcome: RunOutcome, state: RunState, *, code: int,
+           steps: list[str]) -> int:
+    report.print_end(session.console, command, state, outcome, steps)
+    if session.args.json:
+        report.write_json(session.args.json, report.summary(command, session.inventory.name, outcome, state, code))
+    return code
+
+
+def cmd_install(session: Session) -> int:
+    ensure_secrets(session)
+    host_preflight(session)
+    outcome, state = run(session, "site.yml", "install")
+    if run_failed(state):
+        return finish(session, "install", outcome, state, code=ExitCode.FAILED,
+                      steps=["Fix what failed above, then run the same command again: it picks up where it stopped."])
+    code = ExitCode.OK
+    if not session.args.check:
+        _, verified = run(session, "verify.yml", "verify", check=False)
+        code = ExitCode.FAILED if run_failed(verified) else ExitCode.OK
+    return finish(session, "install", outcome, state, code=code, steps=next_steps(session))
+
+
+def next_steps(session: Session) -> list[str]:
+    inv = session.args.inventory
+    edge = session.loaded.hosts("edge")
+    steps = []
+    if edge:
+        domain = session.loaded.host_vars(edge[0]).get("platform_domain") or edge[0]
+        steps.append(f"Platform: https://{domain}/")
+    if session.store.file.is_file():
+        steps.append(f"Credentials: {session.inventory.display_path(session.store.file)} (vault password in "
+                     f"{session.store.password_file}); view with `ansible-vault view --vault-password-file "
+                     f"{session.store.password_file} {session.inventory.display_path(session.store.file)}`")
+    steps.append(f"Next: `python3 installer.py check --inventory {inv}` finds drift at any time; "
+                 f"`python3 installer.py verify --inventory {inv}` probes every service.")
+    return steps
+
+
+def cmd_check(session: Session) -> int:
+    with temporary_secrets(session) as extra:
+        outcome, state = run(session, "site.yml", "check", check=True, extra_vars=extra)
+    code = ExitCode.FAILED if run_failed(state) else ExitCode.DRIFT if state.changes else ExitCode.OK
+    steps = [f"{len(state.changes)} drifted item(s); `python3 installer.py --inventory {session.args.inventory}` "
+             "repairs them." if state.changes else "No drift."]
+    return finish(session, "check", outcome, state, code=code, steps=steps)
+
+
+@contextlib.contextmanager
+def temporary_secrets(session: Session) -> Iterator[list[str]]:
+    """check changes nothing, not even the secrets file: missing secrets go to a temporary vault file."""
+    wanted = session.wanted_secrets()
+    current = session.store.load()
+    if wanted <= set(current):
+        yield []
+        return
+    from platformctl.secrets import generate
+
+    values = {**current, **{name: generate() for name in wanted - set(current)}}
+    with tempfile.NamedTemporaryFile(prefix="platformctl-secrets-", suffix=".yml") as handle:
+        os.chmod(handle.name, 0o600)
+        handle.write(session.store.encrypted(values))
+        handle.flush()
+        yield [f"@{handle.name}"]
+
+
+def ensure_secrets(session: Session) -> None:
+    written = session.store.ensure(session.wanted_secrets(), rotate=session.args.rotate)
+    if written:
+        session.console.print(f"secrets: created {', '.join(written)} in "
+                               f"{session.inventory.display_path(session.store.file)}", highlight=False)
+    if session.store.created_password:
+        session.console.print(f"secrets: vault password kept in {session.store.password_file} (mode 0600); "
+                              "back it up: the secrets cannot be read without it", highlight=False)
+
+
+def cmd_preflight(session: Session) -> int:
+    with temporary_secrets(session) as extra:
+        outcome, state = run(session, "preflight.yml", "preflight", check=False, extra_vars=extra)
+    code = ExitCode.PREFLIGHT_FAILED if run_failed(state) else ExitCode.OK
+    return finish(session, "preflight", outcome, state, code=code, steps=["Preflight passed." if not code else
+                  "Fix what failed above; nothing was changed."])
+
+
+def cmd_verify(session: Session) -> int:
+    outcome, state = run(session, "verify.yml", "verify", check=False)
+    code = ExitCode.FAILED if run_failed(state) else ExitCode.OK
+    return finish(session, "verify", outcome, state, code=code, steps=["All probes passed." if not code else
+                  "Probes failed above; `installer.py check` shows drift, a new install repairs it."])
+
+
+def cmd_secrets(session: Session) -> int:
+    if session.args.rotate and not confirm(session, f"Replace secret {session.args.rotate}? The next install "
+                                           "applies the new value everywhere it is used."):
+        return ExitCode.OK
+    ensure_secrets(session)
+    session.console.print(f"secrets: {len(session.store.load())} in "
+                          f"{session.inventory.display_path(session.store.file)}", highlight=False)
+    return ExitCode.OK
+
+
+def cmd_backup(session: Session) -> int:
+    outcome, state = run(session, "backup.yml", "backup", check=False)
+    code = ExitCode.FAILED if run_failed(state) else ExitCode.OK
+    return finish(session, "backup", outcome, state, code=code, steps=[])
+
+
+def cmd_restore(session: Session) -> int:
+    target = session.args.target_time or "the latest archived point"
+    if not confirm(session, f"Restore PostgreSQL to {target}? Apps that use it stop until it is done."):
+        return ExitCode.OK
+    extra = [f"restore_target_time='{session.args.target_time}'"] if session.args.target_time \
+        else ["restore_latest=true"]
+    outcome, state = run(session, "restore.yml", "restore", check=False, extra_vars=extra)
+    code = ExitCode.FAILED if run_failed(state) else ExitCode.OK
+    return finish(session, "restore", outcome, state, code=code, steps=[])
+
+
+def confirm(session: Session, question: str) -> bool:
+    if session.args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise BadInput(f"command line: {question} needs --yes when not run from a terminal")
+    return session.console.input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+HANDLERS = {"install": cmd_install, "preflight": cmd_preflight, "check": cmd_check, "verify": cmd_verify,
+            "backup": cmd_backup, "restore": cmd_restore, "secrets": cmd_secrets}
+
+
+def main(argv: list[str] | None = None) -> int:
+    console = Console(highlight=False)
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        args = parse(sys.argv[1:] if argv is None else argv)
+        if args.command == "install" and args.check:
+            args.command = "check"
+        session = open_session(args, console)
+        return int(HANDLERS[args.command](session))
+    except InstallerError as err:
+        for message in err.messages:
+            errors.print(Text("error: ", style="bold red").append(message, style=""))
+        return int(err.exit_code)
+    except KeyboardInterrupt:
+        errors.print(Text("interrupted", style="bold red"))
+        return int(ExitCode.INTERRUPTED)

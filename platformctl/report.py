@@ -1,0 +1,79 @@
+"""What the user reads at the end of a run, and the machine-readable summary (--json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from platformctl.runner import RECAP_FIELDS, RunOutcome, RunState
+
+STYLES = {"changed": "yellow", "failed": "red", "unreachable": "red"}
+
+
+def host_table(state: RunState, title: str) -> Table:
+    table = Table(title=title, title_justify="left", show_lines=False)
+    table.add_column("host")
+    for name in RECAP_FIELDS:
+        table.add_column(name, justify="right")
+    for host, counts in state.stats.items():
+        table.add_row(host, *(_count(name, counts[name]) for name in RECAP_FIELDS))
+    return table
+
+
+def _count(name: str, value: int) -> Text:
+    return Text(str(value), style=STYLES.get(name, "") if value else "dim")
+
+
+def drift_table(state: RunState) -> Table:
+    table = Table(title="Drift: what a run would change", title_justify="left", show_lines=True)
+    for column in ("host", "role", "task", "diff"):
+        table.add_column(column, overflow="fold")
+    for change in state.changes:
+        table.add_row(change.host, change.role or "-", change.task, change.diff or "(no diff shown)")
+    return table
+
+
+def failure_lines(state: RunState) -> list[str]:
+    return [f"{'unreachable' if f.unreachable else 'failed'}: {f.host}: "
+            f"{f.role + ' : ' if f.role else ''}{f.task}: {f.message}" for f in state.failures]
+
+
+def summary(command: str, inventory: str, outcome: RunOutcome, state: RunState, exit_code: int) -> dict[str, Any]:
+    """The --json document: per-host counts as in ansible's recap, drift (check), failures."""
+    document: dict[str, Any] = {
+        "command": command,
+        "inventory": inventory,
+        "status": outcome.status,
+        "exit_code": exit_code,
+        "run_log": str(outcome.run_dir / "stdout"),
+        "hosts": state.stats,
+        "totals": state.totals,
+        "failures": [vars(f) for f in state.failures],
+    }
+    if command == "check":
+        document["drift"] = [vars(c) for c in state.changes]
+    return document
+
+
+def write_json(file: Path, document: dict[str, Any]) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_name(file.name + ".tmp")
+    tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(file)
+
+
+def print_end(console: Console, command: str, state: RunState, outcome: RunOutcome, next_steps: list[str]) -> None:
+    if state.stats:
+        console.print(host_table(state, f"{command}: per host"))
+    if command == "check" and state.changes:
+        console.print(drift_table(state))
+    for line in failure_lines(state):
+        console.print(Text(line, style="red"))
+    console.print(f"Run log: {outcome.run_dir / 'stdout'}", highlight=False)
+    for step in next_steps:
+        console.print(step, highlight=False)
