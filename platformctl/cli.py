@@ -189,6 +189,15 @@ def run_failed(state: RunState) -> bool:
     return bool(state.failures) or any(h["failed"] or h["unreachable"] for h in state.stats.values())
 
 
+def exit_code(command: str, state: RunState) -> ExitCode:
+    """The contract's exit code for a finished run of `command`."""
+    if run_failed(state):
+        return ExitCode.PREFLIGHT_FAILED if command == "preflight" else ExitCode.FAILED
+    if command == "check" and state.changes:
+        return ExitCode.DRIFT
+    return ExitCode.OK
+
+
 
 def host_preflight(session: Session) -> None:
     outcome, state = run(session, "preflight.yml", "preflight", check=False)
@@ -215,7 +224,7 @@ def cmd_install(session: Session) -> int:
     code = ExitCode.OK
     if not session.args.check:
         _, verified = run(session, "verify.yml", "verify", check=False)
-        code = ExitCode.FAILED if run_failed(verified) else ExitCode.OK
+        code = exit_code("verify", verified)
     return finish(session, "install", outcome, state, code=code, steps=next_steps(session))
 
 
@@ -238,7 +247,7 @@ def next_steps(session: Session) -> list[str]:
 def cmd_check(session: Session) -> int:
     with temporary_secrets(session) as extra:
         outcome, state = run(session, "site.yml", "check", check=True, extra_vars=extra)
-    code = ExitCode.FAILED if run_failed(state) else ExitCode.DRIFT if state.changes else ExitCode.OK
+    code = exit_code("check", state)
     steps = [f"{len(state.changes)} drifted item(s); `python3 installer.py --inventory {session.args.inventory}` "
              "repairs them." if state.changes else "No drift."]
     return finish(session, "check", outcome, state, code=code, steps=steps)
@@ -275,14 +284,14 @@ def ensure_secrets(session: Session) -> None:
 def cmd_preflight(session: Session) -> int:
     with temporary_secrets(session) as extra:
         outcome, state = run(session, "preflight.yml", "preflight", check=False, extra_vars=extra)
-    code = ExitCode.PREFLIGHT_FAILED if run_failed(state) else ExitCode.OK
+    code = exit_code("preflight", state)
     return finish(session, "preflight", outcome, state, code=code, steps=["Preflight passed." if not code else
                   "Fix what failed above; nothing was changed."])
 
 
 def cmd_verify(session: Session) -> int:
     outcome, state = run(session, "verify.yml", "verify", check=False)
-    code = ExitCode.FAILED if run_failed(state) else ExitCode.OK
+    code = exit_code("verify", state)
     return finish(session, "verify", outcome, state, code=code, steps=["All probes passed." if not code else
                   "Probes failed above; `installer.py check` shows drift, a new install repairs it."])
 
@@ -299,7 +308,7 @@ def cmd_secrets(session: Session) -> int:
 
 def cmd_backup(session: Session) -> int:
     outcome, state = run(session, "backup.yml", "backup", check=False)
-    code = ExitCode.FAILED if run_failed(state) else ExitCode.OK
+    code = exit_code("backup", state)
     return finish(session, "backup", outcome, state, code=code, steps=[])
 
 
@@ -310,7 +319,7 @@ def cmd_restore(session: Session) -> int:
     extra = [f"restore_target_time='{session.args.target_time}'"] if session.args.target_time \
         else ["restore_latest=true"]
     outcome, state = run(session, "restore.yml", "restore", check=False, extra_vars=extra)
-    code = ExitCode.FAILED if run_failed(state) else ExitCode.OK
+    code = exit_code("restore", state)
     return finish(session, "restore", outcome, state, code=code, steps=[])
 
 
@@ -327,7 +336,7 @@ HANDLERS = {"install": cmd_install, "preflight": cmd_preflight, "check": cmd_che
 
 
 def main(argv: list[str] | None = None) -> int:
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     errors = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         args = parse(sys.argv[1:] if argv is None else argv)

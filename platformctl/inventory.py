@@ -162,9 +162,11 @@ def load(inventory: Inventory, extra_vars: list[str], vault_password_file: Path 
     from ansible.module_utils.common.collections import ImmutableDict
     from ansible.parsing.dataloader import DataLoader
     from ansible.parsing.vault import VaultSecret
+    from ansible.utils.vars import load_extra_vars
     from ansible.vars.manager import VariableManager
 
     context.CLIARGS = ImmutableDict(extra_vars=tuple(extra_vars))
+    load_extra_vars.extra_vars = None  # ansible caches the first parse for the process
     loader = DataLoader()
     if vault_password_file and vault_password_file.is_file():
         secret = VaultSecret(vault_password_file.read_bytes().strip())

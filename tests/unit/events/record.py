@@ -21,7 +21,7 @@ RECORDINGS = {
     # name: (playbook, check mode, extra vars)
     "converge": ("converge.yml", False, []),
     "reconverge": ("converge.yml", False, []),
-    "drift": ("converge.yml", True, ["sample_content=edited by hand"]),
+    "drift": ("converge.yml", True, ["sample_content='edited by hand'"]),
     "failure": ("failure.yml", False, []),
     "bad_argument": ("converge.yml", False, ["sample_settings=notadict"]),
 }

@@ -1,0 +1,177 @@
+"""The installer's command line: parsing, bad input (exit 4, one line, no traceback), inventory
+resolution, and whole runs of the sample project on localhost through ansible-runner."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from platformctl import inventory, paths
+from platformctl.cli import main, parse
+from platformctl.errors import BadInput
+from platformctl.runner import RunOptions, RunState, run_playbook
+
+LOCAL_HOSTS = """\
+all:
+  hosts:
+    web-1:
+      ansible_connection: local
+      ansible_python_interpreter: /usr/bin/python3
+"""
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line, got: {err!r}"
+    assert "Traceback" not in err
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv", [
+    ["check", "--inventory", "prod"],
+    ["--inventory", "prod", "check"],
+    ["-i", "prod", "check", "--limit", "db-1"],
+])
+def test_inventory_before_or_after_the_command(argv):
+    args = parse(argv)
+    assert (args.command, args.inventory) == ("check", "prod")
+
+
+def test_no_command_means_install():
+    assert parse(["--inventory", "local"]).command == "install"
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--inventory", "nosuch"], "--inventory nosuch: unknown inventory; expected an environment in inventories/"),
+    (["frobnicate", "-i", "local"], "invalid choice: 'frobnicate'"),
+    (["check"], "the following arguments are required: -i/--inventory"),
+    (["restore", "-i", "local"], "restore needs exactly one of --target-time"),
+    (["restore", "-i", "local", "--target-time", "yesterday"], "expected 'YYYY-MM-DD HH:MM:SS+00'"),
+    (["verify", "-i", "local", "--rotate", "x"], "--rotate goes with the secrets command"),
+])
+def test_bad_command_lines_exit_4_with_one_line(capsys, argv, expected):
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 4
+    assert expected in one_error_line(err)
+
+
+def test_yaml_error_names_file_and_line(capsys, write_inventory):
+    folder = write_inventory("all:\n  hosts:\n    web-1: {ansible_connection: local\n  children: [\n")
+    code, _, err = run_cli(capsys, "--inventory", str(folder))
+    line = one_error_line(err)
+    assert code == 4
+    assert f"{folder / 'hosts.yml'}:4:" in line and "invalid YAML" in line
+
+
+def test_yaml_error_in_group_vars(capsys, write_inventory):
+    folder = write_inventory(LOCAL_HOSTS, main="platform_domain: [unclosed\n")
+    code, _, err = run_cli(capsys, "check", "--inventory", str(folder))
+    assert code == 4
+    assert "group_vars/all/main.yml:2:" in one_error_line(err)
+
+
+def test_inventory_without_hosts(capsys, write_inventory):
+    folder = write_inventory("all:\n  children:\n    app: {}\n")
+    code, _, err = run_cli(capsys, "--inventory", str(folder))
+    assert code == 4
+    assert "defines no hosts" in one_error_line(err)
+
+
+def test_environment_name_resolves_to_inventories_folder():
+    local = inventory.resolve("local")
+    assert local.path == paths.INVENTORIES / "local"
+    assert local.hosts_file.name == "hosts.yml"
+
+
+def test_folder_without_hosts_file_is_bad_input(tmp_path):
+    with pytest.raises(BadInput, match=r"no hosts\.yml or hosts\.yaml"):
+        inventory.resolve(str(tmp_path))
+
+
+def test_wrong_type_from_extra_vars_is_caught_before_any_host_is_touched(capsys, sample_project, write_inventory,
+                                                                          tmp_path):
+    folder = write_inventory(LOCAL_HOSTS, main=f"sample_dir: {tmp_path}\n")
+    code, _, err = run_cli(capsys, "--inventory", str(folder), "-e", "sample_settings=notadict")
+    assert code == 4
+    assert one_error_line(err) == ("error: -e/--extra-vars: sample_settings: expected a dict for role sample, "
+                                   "got str 'notadict'")
+    assert not list(tmp_path.glob("*.conf")), "nothing may be changed on bad input"
+
+
+def test_wrong_type_in_inventory_names_the_file(capsys, sample_project, write_inventory, tmp_path):
+    folder = write_inventory(LOCAL_HOSTS, main=f"sample_dir: {tmp_path}\nsample_settings: [1, 2]\n")
+    code, _, err = run_cli(capsys, "--inventory", str(folder))
+    assert code == 4
+    assert one_error_line(err).startswith(f"error: {folder / 'group_vars/all/main.yml'}: sample_settings: "
+                                          "expected a dict for role sample")
+
+
+def test_mistyped_variable_name_gets_a_suggestion(capsys, sample_project, write_inventory, tmp_path):
+    folder = write_inventory(LOCAL_HOSTS, main=f"sample_dir: {tmp_path}\nsample_contnet: hello\n")
+    code, _, err = run_cli(capsys, "--inventory", str(folder))
+    assert code == 4
+    assert "sample_contnet: unknown variable of role sample; did you mean sample_content?" in one_error_line(err)
+
+
+def test_install_then_reinstall_then_check(capsys, sample_project, write_inventory, tmp_path):
+    """A whole install of the sample project on localhost: summary and JSON agree, rerun is clean."""
+    work = tmp_path / "work"
+    work.mkdir()
+    folder = write_inventory(LOCAL_HOSTS, main=f"sample_dir: {work}\n")
+    first = tmp_path / "first.json"
+    code, out, _ = run_cli(capsys, "--inventory", str(folder), "--json", str(first))
+    assert code == 0, out
+    summary = json.loads(first.read_text())
+    assert summary["hosts"]["web-1"]["changed"] == 1
+    assert (work / "web-1.conf").read_text() == "managed by the sample role\n"
+    assert "install: per host" in out and "Run log:" in out
+
+    second = tmp_path / "second.json"
+    code, _, _ = run_cli(capsys, "--inventory", str(folder), "--json", str(second))
+    assert code == 0
+    assert json.loads(second.read_text())["hosts"]["web-1"]["changed"] == 0
+
+    (work / "web-1.conf").write_text("edited by hand\n")
+    drift = tmp_path / "drift.json"
+    code, out, _ = run_cli(capsys, "check", "--inventory", str(folder), "--json", str(drift))
+    assert code == 2
+    items = json.loads(drift.read_text())["drift"]
+    assert [(i["host"], i["role"], i["task"]) for i in items] == [("web-1", "sample", "Write the sample file")]
+    assert "-edited by hand" in items[0]["diff"]
+    assert (work / "web-1.conf").read_text() == "edited by hand\n", "check must not repair"
+
+    code, _, _ = run_cli(capsys, "--inventory", str(folder))
+    assert code == 0
+    code, _, _ = run_cli(capsys, "check", "--inventory", str(folder))
+    assert code == 0
+
+
+def test_failed_preflight_exits_3_and_changes_nothing(capsys, sample_project, write_inventory, tmp_path):
+    folder = write_inventory(LOCAL_HOSTS, main=f"sample_dir: {tmp_path / 'missing'}\n")
+    code, out, _ = run_cli(capsys, "--inventory", str(folder))
+    assert code == 3
+    assert "is not a folder" in out
+    assert not (tmp_path / "missing").exists()
+
+
+def test_cancel_stops_a_running_playbook(sample_project, write_inventory):
+    """What Ctrl-C does: the cancel event ends ansible-playbook and the outcome says interrupted."""
+    folder = write_inventory(LOCAL_HOSTS)
+    cancel = threading.Event()
+    timer = threading.Timer(3, cancel.set)
+    timer.start()
+    outcome = run_playbook(Path(sample_project, "slow.yml"), folder / "hosts.yml", RunOptions(), RunState(),
+                           run_id="test-cancel", cancel=cancel)
+    timer.cancel()
+    assert outcome.interrupted
+    assert outcome.status == "canceled"

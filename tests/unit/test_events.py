@@ -1,0 +1,119 @@
+"""From a recorded event stream to the run's state, the summary JSON and the exit code."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from conftest import replay
+from rich.console import Console
+
+from platformctl import report
+from platformctl.cli import exit_code
+from platformctl.errors import ExitCode
+from platformctl.progress import Progress
+from platformctl.runner import RECAP_FIELDS, RunOutcome, RunState
+
+RECAP_LINE = re.compile(r"^(\S+)\s+:\s+(.*)$")
+
+
+def ansible_recap(events: list[dict]) -> dict[str, dict[str, int]]:
+    """The PLAY RECAP as ansible printed it, parsed from the stats event's own output."""
+    stdout = next(e for e in events if e["event"] == "playbook_on_stats")["stdout"]
+    recap = {}
+    for line in stdout.splitlines():
+        match = RECAP_LINE.match(line.strip())
+        if match and "ok=" in match[2]:
+            recap[match[1]] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match[2])}
+    return recap
+
+
+def outcome(tmp_path, status="successful", rc=0) -> RunOutcome:
+    return RunOutcome(status=status, rc=rc, run_dir=tmp_path, interrupted=False)
+
+
+def test_first_converge_counts_match_ansible_recap():
+    state, events = replay("converge")
+    assert state.stats == ansible_recap(events)
+    assert {h: c["changed"] for h, c in state.stats.items()} == {"db-1": 1, "web-1": 1}
+    assert exit_code("install", state) == ExitCode.OK
+
+
+def test_summary_json_agrees_with_recap(tmp_path):
+    state, events = replay("failure")
+    document = report.summary("install", "sample", outcome(tmp_path, "failed", 2), state, 1)
+    file = tmp_path / "summary.json"
+    report.write_json(file, document)
+    written = json.loads(file.read_text())
+    assert written["hosts"] == ansible_recap(events)
+    assert written["totals"] == {f: sum(h[f] for h in written["hosts"].values()) for f in RECAP_FIELDS}
+    assert written["failures"][0]["host"] == "db-1"
+    assert "refuses this on purpose" in written["failures"][0]["message"]
+    assert "drift" not in written
+
+
+def test_reconverge_reports_no_change():
+    state, _ = replay("reconverge")
+    assert state.totals["changed"] == 0
+    assert state.changes == []
+    assert exit_code("check", state) == ExitCode.OK
+
+
+def test_check_mode_changes_are_drift_with_their_diff(tmp_path):
+    state, _ = replay("drift")
+    assert exit_code("check", state) == ExitCode.DRIFT
+    assert {(c.host, c.role, c.task) for c in state.changes} == {
+        ("web-1", "sample", "Write the sample file"), ("db-1", "sample", "Write the sample file")}
+    assert all("-managed by the sample role" in c.diff and "+edited by hand" in c.diff for c in state.changes)
+    document = report.summary("check", "sample", outcome(tmp_path), state, 2)
+    assert [d["host"] for d in document["drift"]] == ["db-1", "web-1"]
+
+
+def test_a_failed_host_means_exit_1_and_names_host_and_task():
+    state, _ = replay("failure")
+    assert exit_code("install", state) == ExitCode.FAILED
+    assert exit_code("preflight", state) == ExitCode.PREFLIGHT_FAILED
+    assert [(f.host, f.task) for f in state.failures] == [("db-1", "Fail on the database host")]
+    assert report.failure_lines(state) == [
+        "failed: db-1: Fail on the database host: the database host refuses this on purpose"]
+
+
+def test_argument_spec_failure_is_collected_as_bad_input():
+    state, _ = replay("bad_argument")
+    assert len(state.argument_errors) == 2
+    assert all("sample_settings" in e and "dict" in e for e in state.argument_errors)
+
+
+def test_secrets_are_masked_in_diffs_and_messages():
+    state, _ = replay("drift", RunState(mask=lambda text: text.replace("edited by hand", "********")))
+    assert all("edited by hand" not in c.diff and "+********" in c.diff for c in state.changes)
+
+
+def test_progress_prints_plays_tasks_and_failures_when_not_a_terminal():
+    console = Console(record=True, force_terminal=False, width=200)
+    state = RunState()
+    with Progress(console, state, "install") as progress:
+        _, events = replay("failure", RunState())
+        for event in events:
+            state.handle(event)
+            progress.on_event(event)
+    text = console.export_text()
+    assert "PLAY A play where one host fails" in text
+    assert "[2] Fail on the database host" in text
+    assert "failed: db-1: Fail on the database host: the database host refuses this on purpose" in text
+    assert "install: done in" in text
+
+
+def test_live_display_shows_current_task_and_hosts():
+    console = Console(record=True, force_terminal=True, width=200)
+    state = RunState()
+    _, events = replay("converge", RunState())
+    task = next(i for i, e in enumerate(events)
+                if e["event"] == "playbook_on_task_start" and e["event_data"]["task"] == "Write the sample file")
+    started = next(i for i, e in enumerate(events) if i > task and e["event"] == "runner_on_start")
+    for event in events[: started + 1]:
+        state.handle(event)
+    console.print(Progress(console, state, "install"))
+    text = console.export_text()
+    assert "task 2: sample : Write the sample file" in text
+    assert "on: " in text and (("web-1" in text) or ("db-1" in text))
