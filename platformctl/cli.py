@@ -200,20 +200,28 @@ def exit_code(command: str, state: RunState) -> ExitCode:
 
 
 def host_preflight(session: Session) -> None:
+    """Probe every host (read only), then judge what was found; exit 3 on any fatal problem."""
     with temporary_secrets(session) as extra:
         outcome, state = run(session, "preflight.yml", "preflight", check=False, extra_vars=extra)
-    if run_failed(state):
-        finish(session, "preflight", outcome, state, code=ExitCode.PREFLIGHT_FAILED, steps=[])
-        raise PreflightFailed("preflight failed on the hosts above; nothing was changed")
-    if session.args.command == "preflight":
-        finish(session, "preflight", outcome, state, code=ExitCode.OK, steps=[])
+    problems = preflight.judge(state.facts, session.loaded)
+    fatal = run_failed(state) or any(p.fatal for p in problems)
+    if problems:
+        session.console.print(report.problems_table(problems))
+    if session.args.command == "preflight" or fatal:
+        code = ExitCode.PREFLIGHT_FAILED if fatal else ExitCode.OK
+        finish(session, "preflight", outcome, state, code=code, steps=[], problems=problems)
+    if fatal:
+        raise PreflightFailed("preflight failed (see above); nothing was changed")
 
 
 def finish(session: Session, command: str, outcome: RunOutcome, state: RunState, *, code: int,
-           steps: list[str]) -> int:
+           steps: list[str], problems: list[preflight.Problem] | None = None) -> int:
     report.print_end(session.console, command, state, outcome, steps)
     if session.args.json:
-        report.write_json(session.args.json, report.summary(command, session.inventory.name, outcome, state, code))
+        document = report.summary(command, session.inventory.name, outcome, state, code)
+        if problems is not None:
+            document["problems"] = [vars(p) for p in problems]
+        report.write_json(session.args.json, document)
     return code
 
 

@@ -4,7 +4,9 @@ against the argument specs of the roles that will use it. Nothing here changes a
 from __future__ import annotations
 
 import difflib
+import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,3 +164,144 @@ def _hosts_file_variables(groups: dict) -> set[str]:
             names |= set(host_vars or {})
         names |= _hosts_file_variables(group.get("children") or {})
     return names
+
+
+# --- Host checks: judged from what playbooks/preflight.yml found on each host -------------
+
+SUPPORTED_OS = ("Debian 12", "Debian 13", "Ubuntu 22", "Ubuntu 24")
+MINIMUM_TARGET_PYTHON = (3, 8)
+NVIDIA_PCI_VENDOR = "0x10de"
+CONTAINER_TYPES = ("docker", "container", "podman", "lxc", "openvz", "systemd-nspawn")
+# Per group: what a host of that group needs at least. A host in several groups needs the
+# largest of each. Override with `preflight_minimums` in the inventory (same shape).
+DEFAULT_MINIMUMS: dict[str, dict[str, int]] = {
+    "all": {"cpus": 2, "memory_mb": 1800, "disk_free_gb": 10},
+    "postgres": {"memory_mb": 3600, "disk_free_gb": 20},
+    "redis": {"memory_mb": 1800},
+    "app": {"memory_mb": 3600, "disk_free_gb": 20},
+    "ollama": {"memory_mb": 7200, "disk_free_gb": 30},
+    "gpu": {"memory_mb": 7200},
+    "monitoring": {"memory_mb": 1800, "disk_free_gb": 10},
+}
+# Ports each group's services listen on, and the process that may already hold each.
+GROUP_PORTS: dict[str, dict[int, tuple[str, ...]]] = {
+    "edge": {80: ("nginx",), 443: ("nginx",)},
+    "postgres": {5432: ("postgres",)},
+    "redis": {6379: ("redis-server",)},
+    "ollama": {11434: ("ollama",)},
+    "monitoring": {9090: ("prometheus",), 9093: ("alertmanager",)},
+}
+DATA_PATH = "/var/lib"
+
+
+@dataclass
+class Problem:
+    host: str
+    check: str
+    found: str
+    fix: str
+    fatal: bool = True
+
+
+def _free_gb(mounts: dict[str, Any], path: str) -> float | None:
+    best = max((m for m in mounts if path == m or path.startswith(m.rstrip("/") + "/")), key=len, default=None)
+    return None if best is None else int(mounts[best]) / 1024**3
+
+
+def _listeners(lines: list[str]) -> dict[int, set[str]]:
+    found: dict[int, set[str]] = {}
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 4 or ":" not in fields[3]:
+            continue
+        port = fields[3].rsplit(":", 1)[1]
+        if port.isdigit():
+            found.setdefault(int(port), set()).update(re.findall(r'\("([^"]+)"', line))
+    return found
+
+
+def minimums_for(groups: list[str], overrides: dict[str, dict[str, int]] | None) -> dict[str, int]:
+    table = {g: {**DEFAULT_MINIMUMS.get(g, {}), **((overrides or {}).get(g) or {})}
+             for g in {*DEFAULT_MINIMUMS, *(overrides or {})}}
+    needed: dict[str, int] = {}
+    for group in ["all", *groups]:
+        for key, value in (table.get(group) or {}).items():
+            needed[key] = max(needed.get(key, 0), int(value))
+    return needed
+
+
+Finding = tuple[str, str, str, bool]  # check, what was found, what to do, fatal
+
+
+def _system(probe: dict[str, Any], host_vars: dict[str, Any]) -> Iterator[Finding]:
+    if probe.get("os") not in SUPPORTED_OS:
+        yield ("operating system", f"{probe.get('os')} ({probe.get('os_version')})",
+               f"use one of {', '.join(SUPPORTED_OS)}", True)
+    python = tuple(int(p) for p in str(probe.get("python", "0")).split(".")[:2] if p.isdigit())
+    if python < MINIMUM_TARGET_PYTHON:
+        yield ("python3", str(probe.get("python")), "install python3 3.8 or newer", True)
+    if str(probe.get("uid")) != "0":
+        yield ("privilege escalation", f"uid {probe.get('uid')}",
+               "give ansible_user passwordless sudo and set ansible_become: true", True)
+
+
+def _size(probe: dict[str, Any], host_vars: dict[str, Any]) -> Iterator[Finding]:
+    groups = list(probe.get("groups") or [])
+    needed = minimums_for(groups, host_vars.get("preflight_minimums"))
+    purpose = f"for groups {', '.join(groups) or 'all'}"
+    cpus, memory = int(probe.get("cpus") or 0), int(probe.get("memory_mb") or 0)
+    if cpus < needed.get("cpus", 0):
+        yield ("CPU", f"{cpus} cores", f"at least {needed['cpus']} cores {purpose}", True)
+    if memory < needed.get("memory_mb", 0):
+        yield ("memory", f"{memory} MB", f"at least {needed['memory_mb']} MB {purpose}", True)
+    free = _free_gb(probe.get("mounts") or {}, DATA_PATH)
+    if free is not None and free < needed.get("disk_free_gb", 0):
+        yield ("free disk", f"{free:.1f} GB free for {DATA_PATH}",
+               f"at least {needed['disk_free_gb']} GB free {purpose}", True)
+
+
+def _ports(probe: dict[str, Any], host_vars: dict[str, Any]) -> Iterator[Finding]:
+    listeners = _listeners(probe.get("listening") or [])
+    for group in probe.get("groups") or []:
+        for port, owners in GROUP_PORTS.get(group, {}).items():
+            holders = listeners.get(port, set())
+            if holders and not holders & set(owners):
+                yield ("port", f"{port}/tcp held by {', '.join(sorted(holders))}",
+                       f"free it for {owners[0]} ({group}): stop or move that service", True)
+
+
+def _clock_and_gpu(probe: dict[str, Any], host_vars: dict[str, Any]) -> Iterator[Finding]:
+    in_container = str(probe.get("virtualization", "")).split("/")[0] in CONTAINER_TYPES
+    if probe.get("clock_synchronised") != "yes" and not in_container:
+        yield ("time", "clock not synchronised",
+               "the common role installs chrony; if it stays unsynchronised, allow NTP (UDP 123) out", False)
+    if "gpu" in (probe.get("groups") or []) and NVIDIA_PCI_VENDOR not in (probe.get("pci_vendors") or []):
+        required = bool(host_vars.get("preflight_gpu_required", False))
+        yield ("GPU", "no NVIDIA GPU on the PCI bus",
+               "add the GPU or take the host out of group gpu" if required
+               else "the GPU roles will skip this host; set preflight_gpu_required: true to stop instead",
+               required)
+
+
+def _downloads(probe: dict[str, Any], host_vars: dict[str, Any]) -> Iterator[Finding]:
+    for url, status in sorted((probe.get("downloads") or {}).items()):
+        if int(status) < 0:
+            yield ("download source", f"{url} does not answer",
+                   "open the way to it, or configure a local source (mirror, image_archive, archive_src)", True)
+
+
+HOST_CHECKS = (_system, _size, _ports, _clock_and_gpu, _downloads)
+
+
+def judge_host(host: str, probe: dict[str, Any], host_vars: dict[str, Any]) -> list[Problem]:
+    """Every problem of one host, each with what to do about it."""
+    return [Problem(host, *finding) for check in HOST_CHECKS for finding in check(probe, host_vars)]
+
+
+def judge(state_facts: dict[str, dict[str, Any]], loaded: LoadedInventory) -> list[Problem]:
+    problems: list[Problem] = []
+    for host, facts in sorted(state_facts.items()):
+        probe = facts.get("preflight_probe")
+        if isinstance(probe, dict):
+            problems += judge_host(host, probe, loaded.host_vars(host))
+    return problems

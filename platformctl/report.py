@@ -38,6 +38,16 @@ def drift_table(state: RunState) -> Table:
     return table
 
 
+def problems_table(problems: list) -> Table:
+    table = Table(title="Preflight: what to fix", title_justify="left", show_lines=True)
+    for column in ("host", "check", "found", "what to do"):
+        table.add_column(column, overflow="fold")
+    for p in problems:
+        table.add_row(p.host, Text(p.check, style="red" if p.fatal else "yellow"), p.found,
+                      p.fix if p.fatal else f"(warning) {p.fix}")
+    return table
+
+
 def failure_lines(state: RunState) -> list[str]:
     return [f"{'unreachable' if f.unreachable else 'failed'}: {f.host}: "
             f"{f.role + ' : ' if f.role else ''}{f.task}: {f.message}" for f in state.failures]

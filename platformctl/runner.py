@@ -18,6 +18,7 @@ from typing import Any
 from platformctl import paths
 
 RUNS_KEPT = 20
+SET_FACT_ACTIONS = {"set_fact", "ansible.builtin.set_fact"}
 ARGUMENT_SPEC_ACTIONS = {"validate_argument_spec", "ansible.builtin.validate_argument_spec"}
 RECAP_FIELDS = ("ok", "changed", "failed", "unreachable", "skipped", "rescued", "ignored")
 # playbook_on_stats names some counts differently from the printed recap.
@@ -74,6 +75,7 @@ class RunState:
     changes: list[Change] = field(default_factory=list)
     argument_errors: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def handle(self, event: dict[str, Any]) -> None:
         kind = event.get("event", "")
@@ -99,6 +101,8 @@ class RunState:
         res = data.get("res") or {}
         role, task = data.get("role", ""), data.get("task", "")
         if kind == "runner_on_ok":
+            if data.get("task_action") in SET_FACT_ACTIONS:
+                self.facts.setdefault(host, {}).update(res.get("ansible_facts") or {})
             if res.get("changed"):
                 self.changes.append(Change(host, role, task, self.mask(render_diff(res))))
             self.notices += [self.mask(str(w)) for w in res.get("warnings") or []]
