@@ -232,10 +232,7 @@ def cmd_install(session: Session) -> int:
     if run_failed(state):
         return finish(session, "install", outcome, state, code=ExitCode.FAILED,
                       steps=["Fix what failed above, then run the same command again: it picks up where it stopped."])
-    code = ExitCode.OK
-    if not session.args.check:
-        _, verified = run(session, "verify.yml", "verify", check=False)
-        code = exit_code("verify", verified)
+    _, _, code = verified(session)
     return finish(session, "install", outcome, state, code=code, steps=next_steps(session))
 
 
@@ -298,9 +295,16 @@ def cmd_preflight(session: Session) -> int:
     return ExitCode.OK
 
 
-def cmd_verify(session: Session) -> int:
+def verified(session: Session) -> tuple[RunOutcome, RunState, ExitCode]:
+    """Run every probe (a failed probe does not stop the others) and print the results table."""
     outcome, state = run(session, "verify.yml", "verify", check=False)
-    code = exit_code("verify", state)
+    session.console.print(report.verify_table(state))
+    failed = any(r.status in ("failed", "unreachable") for r in state.task_results)
+    return outcome, state, ExitCode.FAILED if failed else exit_code("verify", state)
+
+
+def cmd_verify(session: Session) -> int:
+    outcome, state, code = verified(session)
     return finish(session, "verify", outcome, state, code=code, steps=["All probes passed." if not code else
                   "Probes failed above; `installer.py check` shows drift, a new install repairs it."])
 

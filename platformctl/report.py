@@ -38,6 +38,19 @@ def drift_table(state: RunState) -> Table:
     return table
 
 
+def verify_table(state: RunState) -> Table:
+    table = Table(title="Verify: health probes", title_justify="left")
+    for column in ("host", "role", "probe", "result"):
+        table.add_column(column, overflow="fold")
+    for r in state.task_results:
+        if r.status == "skipped" or r.task == "Gathering Facts":
+            continue
+        passed = r.status in ("ok", "changed")
+        table.add_row(r.host, r.role or "-", r.task,
+                      Text("pass", style="green") if passed else Text(f"FAIL: {r.message}", style="red"))
+    return table
+
+
 def problems_table(problems: list) -> Table:
     table = Table(title="Preflight: what to fix", title_justify="left", show_lines=True)
     for column in ("host", "check", "found", "what to do"):

@@ -48,6 +48,15 @@ class Failure:
 
 
 @dataclass
+class TaskResult:
+    host: str
+    role: str
+    task: str
+    status: str
+    message: str = ""
+
+
+@dataclass
 class Change:
     host: str
     role: str
@@ -76,6 +85,7 @@ class RunState:
     argument_errors: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    task_results: list[TaskResult] = field(default_factory=list)
 
     def handle(self, event: dict[str, Any]) -> None:
         kind = event.get("event", "")
@@ -100,6 +110,10 @@ class RunState:
         self.active_hosts.discard(host)
         res = data.get("res") or {}
         role, task = data.get("role", ""), data.get("task", "")
+        status = {"runner_on_ok": "changed" if res.get("changed") else "ok", "runner_on_failed": "failed",
+                  "runner_on_unreachable": "unreachable", "runner_on_skipped": "skipped"}[kind]
+        message = self.mask(_message(res)) if status in ("failed", "unreachable") else ""
+        self.task_results.append(TaskResult(host, role, task, status, message))
         if kind == "runner_on_ok":
             if data.get("task_action") in SET_FACT_ACTIONS:
                 self.facts.setdefault(host, {}).update(res.get("ansible_facts") or {})
