@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
+import hashlib
 import os
 import re
 import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +135,26 @@ def open_session(args: argparse.Namespace, console: Console) -> Session:
         raise BadInput(f"--limit {args.limit}: matches no host of {inventory.display_path(inventory.hosts_file)}")
     return Session(args=args, console=console, inventory=inventory, loaded=loaded, documents=documents,
                    plays=plays, store=store)
+
+
+@contextlib.contextmanager
+def exclusive(inventory: inventories.Inventory) -> Iterator[None]:
+    """One run at a time per inventory: two installers on the same hosts would fight over apt and files."""
+    paths.RUNS.mkdir(exist_ok=True)
+    tag = hashlib.sha256(str(inventory.path).encode()).hexdigest()[:10]
+    with (paths.RUNS / f".lock-{inventory.path.name}-{tag}").open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            raise InstallerError(f"another installer.py run uses this inventory ({holder}); "
+                                 "wait for it to end, or stop it") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        lock.flush()
+        yield
 
 
 @contextlib.contextmanager
@@ -356,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "install" and args.check:
             args.command = "check"
         session = open_session(args, console)
-        return int(HANDLERS[args.command](session))
+        with exclusive(session.inventory):
+            return int(HANDLERS[args.command](session))
     except InstallerError as err:
         for message in err.messages:
             errors.print(Text("error: ", style="bold red").append(message, style=""))

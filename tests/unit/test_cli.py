@@ -175,3 +175,14 @@ def test_cancel_stops_a_running_playbook(sample_project, write_inventory):
     timer.cancel()
     assert outcome.interrupted
     assert outcome.status == "canceled"
+
+
+def test_a_second_run_on_the_same_inventory_is_refused(capsys, sample_project, write_inventory, tmp_path):
+    from platformctl.cli import exclusive
+
+    folder = write_inventory(LOCAL_HOSTS, main=f"sample_dir: {tmp_path}\n")
+    with exclusive(inventory.resolve(str(folder))):
+        code, _, err = run_cli(capsys, "--inventory", str(folder))
+    assert code == 1
+    assert "another installer.py run uses this inventory (pid " in one_error_line(err)
+    assert not list(tmp_path.glob("*.conf"))
