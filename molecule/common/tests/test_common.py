@@ -1,0 +1,111 @@
+"""The common role, checked on the converged test host with the host's own tools."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# The values molecule.yml gives the role (not its defaults).
+TIMEZONE = "Europe/Berlin"
+SYSCTL_FILE = "/etc/sysctl.d/60-platform.conf"
+JOURNALD_DROPIN = "/etc/systemd/journald.conf.d/60-platform.conf"
+
+# Reads the origins the way unattended-upgrade itself does: its own code, apt's config.
+ALLOWED_ORIGINS = """
+import importlib.machinery, importlib.util, apt_pkg
+loader = importlib.machinery.SourceFileLoader("uu", "/usr/bin/unattended-upgrade")
+uu = importlib.util.module_from_spec(importlib.util.spec_from_loader("uu", loader))
+loader.exec_module(uu)
+apt_pkg.init_config()
+print("\\n".join(uu.get_allowed_origins()))
+"""
+
+
+@pytest.mark.parametrize("package", [
+    "procps", "chrony", "unattended-upgrades", "ca-certificates", "curl", "gnupg", "python3-apt",
+])
+def test_base_package_is_installed(host, package):
+    assert host.package(package).is_installed
+
+
+def test_time_zone_is_set(host):
+    assert host.check_output("timedatectl show --property=Timezone --value") == TIMEZONE
+    assert host.check_output("env -u TZ date +%Z") in {"CET", "CEST"}
+    legacy = host.file("/etc/timezone")
+    if legacy.exists:
+        assert legacy.content_string.strip() == TIMEZONE
+
+
+def test_kernel_settings_file_holds_defaults_and_extras(host):
+    settings = host.file(SYSCTL_FILE)
+    assert settings.mode == 0o644
+    lines = settings.content_string.splitlines()
+    assert lines[1] == "# Ansible managed"
+    for line in ("net.ipv4.tcp_syncookies = 1", "kernel.kptr_restrict = 2", "fs.protected_regular = 2",
+                 "net.ipv4.tcp_fin_timeout = 30", "net.ipv4.ip_local_port_range = 20000 60999"):
+        assert line in lines
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("net.ipv4.tcp_syncookies", "1"),
+    ("net.ipv4.conf.all.accept_redirects", "0"),
+    ("net.ipv4.conf.all.send_redirects", "0"),
+    ("net.ipv4.conf.all.rp_filter", "1"),
+    ("net.ipv6.conf.all.accept_redirects", "0"),
+    # From common_sysctl_extra, which the image's defaults do not have.
+    ("net.ipv4.tcp_fin_timeout", "30"),
+    ("net.ipv4.ip_local_port_range", "20000\t60999"),
+])
+def test_network_kernel_setting_is_in_effect(host, key, value):
+    assert host.check_output(f"sysctl -n {key}") == value
+
+
+def test_journald_uses_the_limits(host):
+    dropin = host.file(JOURNALD_DROPIN)
+    assert "SystemMaxUse=300M" in dropin.content_string.splitlines()
+    assert "MaxRetentionSec=2weeks" in dropin.content_string.splitlines()
+    assert "SystemMaxUse=300M" in host.check_output("systemd-analyze cat-config systemd/journald.conf")
+    journald = host.service("systemd-journald")
+    assert journald.is_running
+    # The handler restarted journald after the drop-in was written, so it runs with it.
+    started = host.check_output("systemctl show systemd-journald --property=ExecMainStartTimestamp --timestamp=unix")
+    assert int(started.split("@")[1]) >= dropin.mtime.timestamp() - 1
+
+
+def test_unattended_upgrades_take_security_updates_only(host):
+    assert host.check_output("apt-config shell ON APT::Periodic::Unattended-Upgrade") == "ON='1'"
+    origins = host.check_output(f"python3 -c '{ALLOWED_ORIGINS}'").splitlines()
+    codename = host.system_info.codename
+    assert origins
+    for origin in origins:
+        assert "label=Debian-Security" in origin
+        assert f"codename={codename}" in origin
+    for timer in ("apt-daily.timer", "apt-daily-upgrade.timer"):
+        assert host.service(timer).is_enabled
+
+
+def test_chrony_uses_the_configured_servers_but_is_not_started_in_a_container(host):
+    sources = host.file("/etc/chrony/sources.d/platform.sources").content_string.splitlines()
+    assert "server ntp1.example.internal iburst" in sources
+    assert "server ntp2.example.internal iburst" in sources
+    # chrony's unit needs CAP_SYS_TIME, which a container lacks: the role leaves it stopped.
+    assert not host.service("chrony").is_running
+
+
+def test_argument_spec_rejects_a_wrong_type(host, tmp_path):
+    playbook = tmp_path / "wrong_type.yml"
+    playbook.write_text("- hosts: all\n  gather_facts: false\n  roles: [common]\n")
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    run = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
+         "--limit", host.backend.get_hostname(), "--check", "-e", "common_sysctl=notadict", str(playbook)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert run.returncode != 0
+    assert "Validating arguments against arg spec" in run.stdout
+    assert "common_sysctl" in run.stdout
+    assert "unable to convert to dict" in run.stdout
