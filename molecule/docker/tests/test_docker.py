@@ -1,0 +1,90 @@
+"""The docker role: engine, daemon.json, platform network, and published ports that stay
+closed to the outside unless allowed (the DOCKER-USER block in ufw's after.rules)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import urllib.request
+
+import pytest
+
+TIMEOUT = 3
+
+
+def outside_address(host) -> str:
+    """The test host's own address, as the test process (outside the host) reaches it."""
+    name = host.backend.host
+    out = subprocess.run(
+        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", name],
+        check=True, capture_output=True, text=True).stdout.split()
+    assert out, f"no address for {name}"
+    return out[0]
+
+
+def test_engine_runs(host):
+    assert host.service("docker").is_running
+    assert host.service("docker").is_enabled
+    info = json.loads(host.check_output("docker info --format '{{json .}}'"))
+    assert info["LoggingDriver"] == "json-file"
+    assert info["LiveRestoreEnabled"] is True
+
+
+def test_daemon_json_as_rendered(host):
+    daemon = json.loads(host.file("/etc/docker/daemon.json").content_string)
+    assert daemon["log-driver"] == "json-file"
+    assert daemon["log-opts"] == {"max-size": "10m", "max-file": "3"}
+    assert daemon["live-restore"] is True
+    assert daemon["ip"] == "127.0.0.1"
+    assert daemon["default-address-pools"] == [{"base": "172.30.0.0/16", "size": 24}]
+
+
+def test_platform_network(host):
+    network = json.loads(host.check_output("docker network inspect platform"))[0]
+    assert network["IPAM"]["Config"][0]["Subnet"] == "172.31.0.0/24"
+    assert network["IPAM"]["Config"][0]["Gateway"] == "172.31.0.1"
+
+
+def test_docker_user_block_loaded_by_ufw(host):
+    assert "Status: active" in host.check_output("ufw status")
+    rules = host.check_output("iptables -S DOCKER-USER")
+    assert "-A DOCKER-USER -o docker0 -j DROP" in rules
+    assert "--dport 8001 -j RETURN" in rules
+
+
+@pytest.mark.parametrize("port", [18000, 18001, 18002])
+def test_published_port_answers_on_loopback(host, port):
+    out = host.check_output(f"curl -fsS --max-time {TIMEOUT} http://127.0.0.1:{port}/health")
+    assert json.loads(out)["status"] == "ok"
+
+
+def test_default_publish_binds_loopback_only(host):
+    bindings = json.loads(host.check_output(
+        "docker inspect -f '{{json .NetworkSettings.Ports}}' probe-loopback"))["8000/tcp"]
+    assert {b["HostIp"] for b in bindings} == {"127.0.0.1"}
+
+
+def connects(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=TIMEOUT):
+            return True
+    except OSError:
+        return False
+
+
+def test_loopback_published_port_closed_from_outside(host):
+    assert not connects(outside_address(host), 18000)
+
+
+def test_public_published_port_dropped_from_outside(host):
+    """Published on every address and allowed by nothing in UFW: DOCKER-USER drops it."""
+    assert not connects(outside_address(host), 18002)
+
+
+def test_allowed_port_answers_from_outside(host):
+    """The same kind of container with its port in docker_ufw_allowed_ports does answer,
+    so the probe above fails for the firewall's reason, not the network's."""
+    url = f"http://{outside_address(host)}:18001/health"
+    with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+        assert json.loads(response.read())["status"] == "ok"
