@@ -140,9 +140,10 @@ def open_session(args: argparse.Namespace, console: Console) -> Session:
 @contextlib.contextmanager
 def exclusive(inventory: inventories.Inventory) -> Iterator[None]:
     """One run at a time per inventory: two installers on the same hosts would fight over apt and files."""
-    paths.RUNS.mkdir(exist_ok=True)
     tag = hashlib.sha256(str(inventory.path).encode()).hexdigest()[:10]
-    with (paths.RUNS / f".lock-{inventory.path.name}-{tag}").open("a+") as lock:
+    # Not under runs/: ansible-runner's rotation removes whatever else is there.
+    lock_file = Path(tempfile.gettempdir()) / f"platformctl-{inventory.path.name}-{tag}.lock"
+    with lock_file.open("a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

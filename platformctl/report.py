@@ -12,6 +12,11 @@ from rich.text import Text
 
 from platformctl.runner import RECAP_FIELDS, RunOutcome, RunState
 
+# Tasks of a verify run that only prepare the probes.
+NOT_PROBES = {"gather_facts", "setup", "ansible.builtin.setup", "ansible.builtin.gather_facts",
+              "include_role", "ansible.builtin.include_role", "include_tasks", "ansible.builtin.include_tasks",
+              "include_vars", "ansible.builtin.include_vars", "validate_argument_spec",
+              "ansible.builtin.validate_argument_spec", "set_fact", "ansible.builtin.set_fact"}
 STYLES = {"changed": "yellow", "failed": "red", "unreachable": "red"}
 
 
@@ -43,7 +48,7 @@ def verify_table(state: RunState) -> Table:
     for column in ("host", "role", "probe", "result"):
         table.add_column(column, overflow="fold")
     for r in state.task_results:
-        if r.status == "skipped" or r.task == "Gathering Facts":
+        if r.status == "skipped" or r.action in NOT_PROBES:
             continue
         passed = r.status in ("ok", "changed")
         table.add_row(r.host, r.role or "-", r.task,

@@ -54,6 +54,7 @@ class TaskResult:
     task: str
     status: str
     message: str = ""
+    action: str = ""
 
 
 @dataclass
@@ -113,7 +114,7 @@ class RunState:
         status = {"runner_on_ok": "changed" if res.get("changed") else "ok", "runner_on_failed": "failed",
                   "runner_on_unreachable": "unreachable", "runner_on_skipped": "skipped"}[kind]
         message = self.mask(_message(res)) if status in ("failed", "unreachable") else ""
-        self.task_results.append(TaskResult(host, role, task, status, message))
+        self.task_results.append(TaskResult(host, role, task, status, message, data.get("task_action", "")))
         if kind == "runner_on_ok":
             if data.get("task_action") in SET_FACT_ACTIONS:
                 self.facts.setdefault(host, {}).update(res.get("ansible_facts") or {})
