@@ -1,0 +1,171 @@
+"""app + nginx on one host: the demo app (tests/demo_app, a stand-in for a product's API
+image, loaded from an archive because no registry answers here) behind nginx with TLS,
+probed from outside the test host: from this test process, at the host's own address,
+with curl and openssl."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+DOMAIN = "platform.test"
+GATEWAY = "172.31.0.1"
+SECRETS = {"postgresql_app_password": "pg-app-password", "redis_app_password": "r/d@s:p w",
+           "JWT_SECRET": "jwt-secret-value"}
+SCENARIO = Path(__file__).resolve().parents[1]
+TIMEOUT = "5"
+
+
+@pytest.fixture(scope="module")
+def address(host) -> str:
+    """The test host's own address, as this process (outside the host) reaches it."""
+    out = subprocess.run(
+        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", host.backend.host],
+        check=True, capture_output=True, text=True).stdout.split()
+    assert out, f"no address for {host.backend.host}"
+    return out[0]
+
+
+def curl(address: str, *args: str, port: int = 443) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", TIMEOUT, "--insecure", "--resolve", f"{DOMAIN}:{port}:{address}", *args],
+        capture_output=True, text=True, check=False)
+
+
+def get_health(address: str) -> dict:
+    result = curl(address, "--fail", f"https://{DOMAIN}/api/health")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def test_health_through_nginx(address):
+    health = get_health(address)
+    assert health["status"] == "ok"
+    assert health["version"] == "1"
+
+
+def test_app_received_connection_urls_and_secrets(address):
+    health = get_health(address)
+    database = health["urls"]["DATABASE_URL"]
+    assert (database["scheme"], database["username"], database["host"], database["port"], database["path"]) == (
+        "postgresql", "platform", GATEWAY, 5432, "/platform")
+    assert database["password_sha256"] == sha256(SECRETS["postgresql_app_password"])
+    redis = health["urls"]["REDIS_URL"]
+    assert (redis["scheme"], redis["username"], redis["host"], redis["port"], redis["path"]) == (
+        "redis", "platform", GATEWAY, 6379, "/0")
+    assert redis["password_sha256"] == sha256(SECRETS["redis_app_password"])
+    assert "OLLAMA_BASE_URL" not in health["urls"]
+    assert health["secrets_sha256"] == {"JWT_SECRET": sha256(SECRETS["JWT_SECRET"])}
+
+
+@pytest.mark.parametrize(("flag", "accepted"), [
+    ("-tls1", False), ("-tls1_1", False), ("-tls1_2", True), ("-tls1_3", True)])
+def test_tls_versions(address, flag, accepted):
+    # SECLEVEL=0 lets this OpenSSL 3 client offer TLS 1.0/1.1 at all, so a refusal below
+    # comes from the server (a protocol-version alert), not from the client.
+    result = subprocess.run(
+        ["timeout", TIMEOUT, "openssl", "s_client", "-connect", f"{address}:443", "-servername", DOMAIN,
+         flag, "-cipher", "DEFAULT@SECLEVEL=0", "-brief"],
+        input="", capture_output=True, text=True, check=False)
+    output = result.stdout + result.stderr
+    if accepted:
+        assert result.returncode == 0, output
+        assert "Protocol version" in output
+    else:
+        assert result.returncode != 0
+        assert "alert protocol version" in output, output
+
+
+def test_security_headers(address):
+    result = curl(address, "--fail", "--dump-header", "-", "--output", "/dev/null", f"https://{DOMAIN}/api/health")
+    assert result.returncode == 0, result.stderr
+    headers = {line.split(":", 1)[0].lower(): line.split(":", 1)[1].strip()
+               for line in result.stdout.splitlines() if ":" in line}
+    assert headers["x-frame-options"] == "SAMEORIGIN"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "strict-origin-when-cross-origin"
+    assert "frame-ancestors 'self'" in headers["content-security-policy"]
+    assert headers["server"] == "nginx"
+    # A self-signed certificate: no HSTS, which would lock browsers out.
+    assert "strict-transport-security" not in headers
+
+
+def status_codes(address: str, path: str, count: int) -> list[int]:
+    """`count` requests over one connection, as fast as curl sends them."""
+    per_url = ["--output", "/dev/null", f"https://{DOMAIN}{path}"] * count
+    result = curl(address, "--write-out", "%{http_code}\n", *per_url)
+    return [int(code) for code in result.stdout.split()]
+
+
+def test_burst_above_rate_limit_gets_429(address):
+    codes = status_codes(address, "/api/not-there", 60)
+    assert len(codes) == 60
+    assert 429 in codes
+    # The first requests fit the burst and reach the app (which has no such page).
+    assert codes[0] == 404
+
+
+def test_health_route_has_no_rate_limit(address):
+    assert set(status_codes(address, "/api/health", 60)) == {200}
+
+
+def test_http_redirects_to_https(address):
+    result = curl(address, "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                  f"http://{DOMAIN}/api/health?x=1", port=80)
+    assert result.stdout == f"301 https://{DOMAIN}/api/health?x=1"
+
+
+def test_unknown_host_names_are_closed(address):
+    plain = subprocess.run(["curl", "-sS", "--max-time", TIMEOUT, "-H", "Host: other.test", f"http://{address}/"],
+                           capture_output=True, text=True, check=False)
+    assert plain.returncode == 52, plain.stderr  # empty reply: nginx closed the connection
+    tls = curl(address, f"https://{address}/")
+    assert tls.returncode == 35, tls.stderr  # the handshake was refused
+    assert "unrecognized name" in tls.stderr
+
+
+def connects(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize(("port", "open_"), [(80, True), (443, True), (8000, False), (8001, False)])
+def test_only_nginx_ports_answer_from_outside(address, port, open_):
+    """The app's published ports (8000, 8001: two replicas) stay on loopback. Without the
+    firewall role in this scenario, 22 has no sshd here and is not probed."""
+    assert connects(address, port) is open_
+
+
+def converge(tag: str) -> None:
+    """converge.yml again, with molecule's inventory (its folder holds the group files)."""
+    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(SCENARIO.parents[1] / "roles"))
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    result = subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), str(SCENARIO / "converge.yml"), "-e", f"edge_demo_tag={tag}"],
+        env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_changed_image_tag_rolls_the_containers(host, address):
+    try:
+        converge("2")
+        assert get_health(address)["version"] == "2"
+        for replica in ("api-1", "api-2"):
+            image = host.check_output(f"docker inspect -f '{{{{.Config.Image}}}}' {replica}")
+            assert image == "platform-demo-app:2"
+    finally:
+        converge("1")
+    assert get_health(address)["version"] == "1"
