@@ -1,0 +1,156 @@
+"""The ollama role, checked from outside the test hosts.
+
+STAND-IN: Ollama cannot be downloaded on the CI machine. The role installs a
+release-shaped archive (tests/ollama_standin) through its air-gapped path
+(`ollama_archive_src` + `ollama_archive_sha256`); that archive's bin/ollama is a stand-in
+that implements only the API the role uses (version, tags, pull with streamed progress,
+delete). What is tested is the role: checksum, layout, unit, user, listening address,
+model management and version switches, not Ollama's inference.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import testinfra.utils.ansible_runner
+
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
+    os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
+
+VERSION = "0.12.5"  # molecule.yml's ollama_version
+BUMPED = "0.12.6"  # the other stand-in archive prepare.yml builds
+PORT = 11434
+SCENARIO = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
+# The platform the tests that converge again run on (each converge takes a while).
+CHANGED_PLATFORM = "debian13"
+
+
+def api(host, path: str) -> dict:
+    result = host.run(f"curl -sS --fail --max-time 5 http://127.0.0.1:{PORT}{path}")
+    assert result.rc == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def main_pid(host) -> int:
+    return int(host.check_output("systemctl show --value -p MainPID ollama"))
+
+
+def only_on(host, platform: str) -> None:
+    if not host.backend.host.endswith(platform):
+        pytest.skip(f"runs on the {platform} host only")
+
+
+def converge(host, *extra_vars: str) -> subprocess.CompletedProcess:
+    """Runs the scenario's converge playbook on one host with extra variables."""
+    bindir = Path(sys.executable).parent
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    command = [str(bindir / "ansible-playbook"), "-i", str(inventory),
+               "--limit", host.backend.host, str(SCENARIO / "converge.yml")]
+    for extra in extra_vars:
+        command += ["-e", extra]
+    return subprocess.run(command, text=True, capture_output=True, check=False, timeout=600)
+
+
+def test_service_runs_as_the_ollama_user(host):
+    service = host.service("ollama")
+    assert service.is_running
+    assert service.is_enabled
+    user = host.check_output(f"ps -o user= -p {main_pid(host)}")
+    assert user == "ollama"
+
+
+def test_unit_and_drop_in(host):
+    unit = host.file("/etc/systemd/system/ollama.service")
+    assert unit.contains("^ExecStart=/opt/ollama/current/bin/ollama serve$")
+    assert unit.contains("^ProtectSystem=strict$")
+    assert not unit.contains("^PrivateDevices=")
+    # systemd itself reports the drop-in's environment, so the drop-in is really loaded.
+    environment = host.check_output("systemctl show --value -p Environment ollama").split()
+    # The inventory has an app host, so Ollama listens beyond loopback.
+    for expected in (f"OLLAMA_HOST=0.0.0.0:{PORT}", "OLLAMA_MODELS=/var/lib/ollama/models",
+                     "OLLAMA_NUM_PARALLEL=4", "OLLAMA_MAX_LOADED_MODELS=3", "OLLAMA_KEEP_ALIVE=5m"):
+        assert expected in environment
+    after = host.check_output("systemctl show --value -p After ollama").split()
+    on_gpu_host = "gpu" in host.ansible.get_variables()["group_names"]
+    assert ("nvidia-persistenced.service" in after) == on_gpu_host
+
+
+def test_release_layout(host):
+    assert host.file("/opt/ollama/current").linked_to == f"/opt/ollama/{VERSION}"
+    assert host.file("/usr/local/bin/ollama").linked_to == f"/opt/ollama/{VERSION}/bin/ollama"
+    assert host.file(f"/opt/ollama/{VERSION}/lib/ollama").is_directory
+    assert host.check_output("ollama --version") == f"ollama version is {VERSION}"
+    assert api(host, "/api/version") == {"version": VERSION}
+
+
+def probe_from_outside(host) -> subprocess.CompletedProcess:
+    address = host.interface("eth0").addresses[0]
+    return subprocess.run(["curl", "-sS", "--max-time", "5", f"http://{address}:{PORT}/api/version"],
+                          text=True, capture_output=True, check=False)
+
+
+def test_app_hosts_reach_the_api_from_outside(host):
+    probe = probe_from_outside(host)
+    assert probe.returncode == 0, probe.stderr
+    assert json.loads(probe.stdout) == {"version": VERSION}
+
+
+def test_models_present_and_owned(host):
+    names = {model["name"] for model in api(host, "/api/tags")["models"]}
+    assert {"qwen2:0.5b", "standin-offline:1b"} <= names
+    models = "/var/lib/ollama/models"
+    for path in (models, f"{models}/manifests/registry.ollama.ai/library/qwen2/0.5b",
+                 f"{models}/manifests/registry.ollama.ai/library/standin-offline/1b"):
+        assert host.file(path).user == "ollama"
+    assert host.file(models).mode == 0o750
+
+
+def test_missing_models_pulled_once_present_ones_never(host):
+    journal = host.check_output("journalctl -u ollama -o cat --no-pager")
+    assert journal.count("POST /api/pull qwen2:0.5b") == 1
+    # Copied from the offline folder, so never pulled.
+    assert "POST /api/pull standin-offline:1b" not in journal
+
+
+def test_wrong_checksum_fails_the_run(host):
+    only_on(host, CHANGED_PLATFORM)
+    pid = main_pid(host)
+    run = converge(host, f"ollama_version={BUMPED}", "ollama_archive_sha256=" + "0" * 64)
+    assert run.returncode != 0, run.stdout
+    assert "does not match ollama_archive_sha256" in run.stdout
+    assert not host.file(f"/opt/ollama/{BUMPED}").exists
+    assert host.file("/opt/ollama/current").linked_to == f"/opt/ollama/{VERSION}"
+    assert main_pid(host) == pid
+
+
+@pytest.fixture(scope="module")
+def changed(host):
+    """One converge with a newer version and no app hosts; afterwards back to molecule.yml's."""
+    only_on(host, CHANGED_PLATFORM)
+    pid = main_pid(host)
+    try:
+        run = converge(host, f"ollama_version={BUMPED}", '{"ollama_app_hosts": []}')
+        assert run.returncode == 0, run.stdout
+        yield pid
+    finally:
+        restore = converge(host)
+        assert restore.returncode == 0, restore.stdout
+        assert api(host, "/api/version") == {"version": VERSION}
+        assert probe_from_outside(host).returncode == 0
+
+
+def test_version_bump_switches_and_restarts(host, changed):
+    assert host.file("/opt/ollama/current").linked_to == f"/opt/ollama/{BUMPED}"
+    assert api(host, "/api/version") == {"version": BUMPED}
+    assert main_pid(host) != changed
+    assert not host.file(f"/opt/ollama/{VERSION}").exists
+
+
+def test_loopback_only_without_app_hosts(host, changed):
+    assert f"OLLAMA_HOST=127.0.0.1:{PORT}" in host.check_output("systemctl show --value -p Environment ollama")
+    assert probe_from_outside(host).returncode == 7, "loopback-only Ollama answered on the host's address"  # refused
