@@ -1,0 +1,177 @@
+"""The firewall role, probed from outside: the test process connects to the test host's own
+address, only on the ports under test and with short timeouts. The services behind those
+ports are stand-ins started by prepare.yml (python3 -m http.server on 80, 443, 2345, 5432
+and 8080), which also holds a connection from the controller to 2345 open."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TIMEOUT = 3
+TAG = "platform-managed"
+APP_HOST = "firewall-debian13"  # the one host in group app (molecule.yml)
+REPORT_TASK = "firewall : Warn about the firewall rules this role did not make"
+UPDATE_TASK = "firewall : Bring the firewall rules up to date"
+
+
+def address_of(name: str) -> str:
+    return subprocess.run(
+        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout.strip()
+
+
+@pytest.fixture
+def address(host) -> str:
+    return address_of(host.backend.get_hostname())
+
+
+def accepts(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=TIMEOUT):
+            return True
+    except OSError:
+        return False
+
+
+def accepts_from(container: str, address: str, port: int) -> bool:
+    """Whether a new connection from inside another test container gets through."""
+    probe = f"import socket; socket.create_connection(('{address}', {port}), timeout={TIMEOUT})"
+    return subprocess.run(["docker", "exec", container, "python3", "-c", probe],
+                          capture_output=True, timeout=30, check=False).returncode == 0
+
+
+def test_ssh_answers_from_outside(address):
+    with socket.create_connection((address, 22), timeout=TIMEOUT) as connection:
+        connection.settimeout(TIMEOUT)
+        assert connection.recv(64).startswith(b"SSH-2.0-OpenSSH")
+
+
+@pytest.mark.parametrize("port", [80, 443])
+def test_edge_ports_answer_http_from_outside(address, port):
+    # curl against the http.server stand-in for nginx (plain HTTP, also on 443).
+    status = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", str(TIMEOUT),
+         f"http://{address}:{port}/"],
+        capture_output=True, text=True, timeout=30, check=False,
+    ).stdout
+    assert status == "200"
+
+
+def test_port_in_use_is_kept_open_for_its_peer_only(host, address):
+    # prepare.yml holds a connection from the controller (this machine) to 2345; the
+    # settings do not name the port, so only the lockout protection lets new ones in.
+    assert host.check_output("ss -Htn state established sport = :2345")
+    assert accepts(address, 2345)
+    name = host.backend.get_hostname()
+    other = next(n for n in ("firewall-debian12", "firewall-debian13") if n != name)
+    assert not accepts_from(other, address, 2345)
+
+
+def test_private_port_is_blocked_although_it_listens(host, address):
+    assert host.socket("tcp://0.0.0.0:8080").is_listening
+    fetch = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/', timeout=3)"
+    assert host.run(f'python3 -c "{fetch}"').rc == 0
+    assert not accepts(address, 8080)
+
+
+def test_database_port_is_open_to_app_hosts_only(host, address):
+    assert host.socket("tcp://0.0.0.0:5432").is_listening
+    assert not accepts(address, 5432)
+    assert accepts_from(APP_HOST, address, 5432)
+
+
+def test_ufw_denies_by_default_and_tags_its_rules(host):
+    status = host.check_output("ufw status verbose")
+    assert "Status: active" in status
+    assert "Default: deny (incoming), allow (outgoing), deny (routed)" in status
+    added = host.check_output("ufw show added").splitlines()
+    app_address = address_of(APP_HOST)
+    for rule in (f"ufw limit 22/tcp comment '{TAG}: ssh'",
+                 f"ufw allow 80/tcp comment '{TAG}: http'",
+                 f"ufw allow 443/tcp comment '{TAG}: https'",
+                 f"ufw allow from {app_address} to any port 5432 proto tcp"
+                 f" comment '{TAG}: database from the app hosts'"):
+        assert rule in added
+    assert any(" port 2345 proto tcp comment " in line and TAG in line for line in added)
+    assert not any("8080" in line for line in added)
+
+
+def test_sshd_runs_hardened(host):
+    assert host.service("ssh").is_running
+    settings = dict(line.split(" ", 1) for line in host.check_output("sshd -T").splitlines())
+    assert settings["passwordauthentication"] == "no"
+    assert settings["kbdinteractiveauthentication"] == "no"
+    assert settings["permitrootlogin"] == "without-password"  # sshd -T's name for prohibit-password
+    assert settings["x11forwarding"] == "no"
+    assert settings["maxauthtries"] == "3"
+    assert host.file("/etc/ssh/sshd_config.d/60-platform.conf").contains("^PasswordAuthentication no$")
+
+
+def run_playbook(host, playbook: Path, *options: str) -> list[dict]:
+    """Runs a playbook on this test host alone; returns the results of its tasks on it."""
+    name = host.backend.get_hostname()
+    run = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"),
+         "-i", str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent), "--limit", name, *options, str(playbook)],
+        capture_output=True, text=True, timeout=600, check=False,
+        env=dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json"),
+    )
+    assert run.returncode == 0, run.stdout[-3000:]
+    return [dict(task["hosts"][name], name=task["task"]["name"])
+            for task in json.loads(run.stdout)["plays"][0]["tasks"] if name in task["hosts"]]
+
+
+def test_rule_added_by_hand_is_reported_as_unmanaged(host, tmp_path):
+    playbook = tmp_path / "verify.yml"
+    playbook.write_text(
+        "- hosts: all\n  gather_facts: true\n  tasks:\n"
+        "    - ansible.builtin.include_role: {name: firewall, tasks_from: verify}\n"
+    )
+    host.check_output("ufw allow 9999/tcp")
+    try:
+        results = run_playbook(host, playbook)
+    finally:
+        host.check_output("ufw delete allow 9999/tcp")
+    report = next(result for result in results if result["name"] == REPORT_TASK)
+    assert "ufw allow 9999/tcp" in report["msg"]
+    assert TAG not in report["msg"]
+
+
+def test_rule_drift_shows_in_check_mode_and_a_run_repairs_it(host):
+    converge = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml"
+    # A managed rule deleted by hand, and a tagged rule the settings no longer ask for.
+    host.check_output("ufw delete allow 80/tcp")
+    host.check_output(f"ufw allow 7777/tcp comment '{TAG}: retired'")
+    before = host.check_output("ufw show added")
+
+    checked = run_playbook(host, converge, "--check")
+    update = next(result for result in checked if result["name"] == UPDATE_TASK)
+    assert update["changed"]
+    assert {item["item"] for item in update["results"]} == {
+        f"allow 80/tcp comment '{TAG}: http'", f"delete allow 7777/tcp comment '{TAG}: retired'"}
+    assert host.check_output("ufw show added") == before
+
+    run_playbook(host, converge)
+    added = host.check_output("ufw show added").splitlines()
+    assert f"ufw allow 80/tcp comment '{TAG}: http'" in added
+    assert not any("7777" in line for line in added)
+
+
+def test_ssh_is_rate_limited(address):
+    # ufw limit: a seventh new connection from one address within 30 s is refused.
+    refused = 0
+    for _ in range(10):
+        try:
+            with socket.create_connection((address, 22), timeout=TIMEOUT):
+                pass
+        except ConnectionRefusedError:
+            refused += 1
+    assert refused > 0
