@@ -3,6 +3,7 @@
 Serves GET /health with JSON that says which connection URLs and secrets it received,
 never their values: for each URL its parts without the password, and a SHA-256 of each
 secret (the password of a URL included), so a test can compare them with what it set.
+It also lists the files in /data, where a pre-deploy command can leave a mark.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import hashlib
 import json
 import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 URL_NAMES = ("DATABASE_URL", "REDIS_URL", "OLLAMA_BASE_URL")
+DATA = Path("/data")
 
 
 def digest(value: str) -> str:
@@ -36,6 +39,7 @@ def report() -> dict[str, object]:
         "version": os.environ.get("DEMO_VERSION", "unknown"),
         "urls": {name: describe_url(os.environ[name]) for name in URL_NAMES if name in os.environ},
         "secrets_sha256": {name: digest(os.environ[name]) for name in secret_names if name in os.environ},
+        "data": sorted(p.name for p in DATA.iterdir()) if DATA.is_dir() else [],
     }
 
 

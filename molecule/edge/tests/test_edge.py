@@ -54,6 +54,10 @@ def test_health_through_nginx(address):
     assert health["version"] == "1"
 
 
+def test_pre_deploy_ran_with_the_app_volume(address):
+    assert "pre-deploy-1" in get_health(address)["data"]
+
+
 def test_app_received_connection_urls_and_secrets(address):
     health = get_health(address)
     database = health["urls"]["DATABASE_URL"]
@@ -162,7 +166,9 @@ def converge(tag: str) -> None:
 def test_changed_image_tag_rolls_the_containers(host, address):
     try:
         converge("2")
-        assert get_health(address)["version"] == "2"
+        health = get_health(address)
+        assert health["version"] == "2"
+        assert "pre-deploy-2" in health["data"]  # the new version's pre_deploy ran first
         for replica in ("api-1", "api-2"):
             image = host.check_output(f"docker inspect -f '{{{{.Config.Image}}}}' {replica}")
             assert image == "platform-demo-app:2"
