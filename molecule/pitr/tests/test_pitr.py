@@ -25,10 +25,11 @@ BIN = Path(sys.executable).parent
 RECAP = re.compile(r"^\S+\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
 
 
-def restore_command(target_time: str) -> list[str]:
-    """How a restore is started (to become `installer.py restore --target-time`)."""
+def restore_command(target_time: str | None) -> list[str]:
+    """How a restore is started (to become `installer.py restore --target-time T | --latest`)."""
+    target = {"restore_target_time": target_time} if target_time else {"restore_latest": True}
     return [str(BIN / "ansible-playbook"), "-i", INVENTORY, str(ROOT / "playbooks" / "restore.yml"),
-            "-e", json.dumps({"restore_target_time": target_time})]
+            "-e", json.dumps(target)]
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess:
@@ -51,13 +52,21 @@ def superuser_sql(host, sql: str) -> str:
     return host.check_output(f"runuser -u postgres -- psql -d postgres -Atc {shlex.quote(sql)}")
 
 
-def full_backups(host) -> list[str]:
+def backups(host, kind: str) -> list[str]:
     info = json.loads(host.check_output("runuser -u postgres -- pgbackrest --stanza=platform --output=json info"))
-    return [backup["label"] for backup in info[0]["backup"] if backup["type"] == "full"]
+    return [backup["label"] for backup in info[0]["backup"] if backup["type"] == kind]
 
 
 def server_time(host) -> str:
     return superuser_sql(host, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || '+00'")
+
+
+def test_backup_playbook_takes_a_differential_backup(host):
+    before = backups(host, "diff")
+    result = run([str(BIN / "ansible-playbook"), "-i", INVENTORY, str(ROOT / "playbooks" / "backup.yml"),
+                  "-e", "backup_type=diff"])
+    assert result.returncode == 0, "backup failed (output above)"
+    assert len(set(backups(host, "diff")) - set(before)) == 1
 
 
 def test_target_before_the_first_backup_is_refused_and_nothing_stops(host):
@@ -77,7 +86,7 @@ def test_restore_to_a_time_brings_back_what_was_there_then(host):
     time.sleep(1.5)
     app_sql(host, "INSERT INTO pitr_probe VALUES ('B')")
     app_sql(host, "DROP TABLE pitr_probe")
-    backups_before = full_backups(host)
+    backups_before = backups(host, "full")
 
     result = run(restore_command(target))
 
@@ -87,9 +96,18 @@ def test_restore_to_a_time_brings_back_what_was_there_then(host):
     assert superuser_sql(host, "SELECT pg_is_in_recovery()") == "f"
     app_sql(host, "INSERT INTO pitr_probe VALUES ('C')")
     assert app_sql(host, "SELECT count(*) FROM pitr_probe WHERE row_name = 'C'") == "1"
-    new_backups = set(full_backups(host)) - set(backups_before)
+    new_backups = set(backups(host, "full")) - set(backups_before)
     assert len(new_backups) == 1, f"expected one new full backup, got {new_backups}"
     assert host.run("runuser -u postgres -- pgbackrest --stanza=platform check").rc == 0
+
+
+def test_restore_to_the_latest_keeps_every_commit(host):
+    app_sql(host, "INSERT INTO pitr_probe VALUES ('D')")
+    result = run(restore_command(None))
+    assert result.returncode == 0, "restore failed (output above)"
+    assert "to the end of the archived WAL" in result.stdout
+    assert app_sql(host, "SELECT string_agg(row_name, ',' ORDER BY row_name) FROM pitr_probe") == "A,C,D"
+    assert superuser_sql(host, "SELECT pg_is_in_recovery()") == "f"
 
 
 def test_converge_after_the_restore_changes_nothing(host):
