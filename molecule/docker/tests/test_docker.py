@@ -4,13 +4,16 @@ closed to the outside unless allowed (the DOCKER-USER block in ufw's after.rules
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 TIMEOUT = 3
+SCENARIO = Path(__file__).resolve().parents[1]
 
 
 def outside_address(host) -> str:
@@ -88,3 +91,27 @@ def test_allowed_port_answers_from_outside(host):
     url = f"http://{outside_address(host)}:18001/health"
     with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
         assert json.loads(response.read())["status"] == "ok"
+
+
+def test_docker_ce_source_renders(host, tmp_path):
+    """Docker's repository is not reachable here: the docker-ce path runs in check mode
+    with a stand-in signing key, and the test reads the files it would write."""
+    key = tmp_path / "docker.asc"
+    key.write_text("stand-in for Docker's signing key\n")
+    root = SCENARIO.parents[1]
+    env = dict(os.environ, ANSIBLE_CONFIG=str(root / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(root / "roles"),
+               ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
+    result = subprocess.run(
+        ["ansible-playbook", "-i", f"{host.backend.host},", "-c", "community.docker.docker", "--check", "--diff",
+         "-e", f"render_key_file={key}", str(SCENARIO / "render_docker_ce.yml")],
+        env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    tasks = {task["task"]["name"]: next(iter(task["hosts"].values()))
+             for task in json.loads(result.stdout)["plays"][0]["tasks"] if task["hosts"]}
+    source = tasks["docker : Add Docker's apt source"]["diff"][0]["after"]
+    release = host.system_info.codename
+    for line in ("Types: deb", "URIs: https://download.docker.com/linux/debian", f"Suites: {release}",
+                 "Components: stable", "Architectures: amd64", "Signed-By: /etc/apt/keyrings/docker.asc"):
+        assert line in source.splitlines()
+    assert tasks["docker : Copy Docker's signing key from the controller"]["diff"][0]["after"] == key.read_text()
+    assert not host.file("/etc/apt/sources.list.d/docker.sources").exists
