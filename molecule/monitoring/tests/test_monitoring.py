@@ -1,0 +1,233 @@
+"""The monitoring stack on a host that also runs PostgreSQL, Redis and nginx: Prometheus's
+own API (asked with curl inside the host), promtool, Redis stopped for real, and raw TCP
+from outside the host against the exporter ports.
+
+Grafana itself did not run here: its package comes from Grafana's apt repository, which
+the CI machine cannot reach. Its provisioning files (data source, dashboards) are tested
+against the running Prometheus instead."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import testinfra.utils.ansible_runner
+import yaml
+
+INVENTORY = str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
+SCENARIO = Path(__file__).resolve().parents[1]
+RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
+testinfra_hosts = RUNNER.get_hosts("monitoring")
+assert testinfra_hosts, f"no host of group monitoring in {INVENTORY}: every test would be skipped"
+
+PROMETHEUS = "http://127.0.0.1:9090"
+ALERTMANAGER = "http://127.0.0.1:9093"
+EXPORTER_PORTS = {"node": 9100, "postgres": 9187, "redis": 9121, "nginx": 9113}
+STUB_STATUS_PORT = 8081
+JOBS = {"prometheus", "alertmanager", *EXPORTER_PORTS}
+# The apps' own metrics (prom-client / prometheus_client names the seeds use): no app
+# container runs in this scenario, so Prometheus cannot have them.
+APP_METRICS = {"http_requests_total", "http_request_duration_seconds_bucket"}
+DASHBOARDS = "/var/lib/grafana/dashboards/platform"
+# PromQL words that are not metric names.
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
+                "bool", "offset", "inf", "nan"}
+
+
+def api(host, url: str):
+    """GET a JSON API inside the test host with curl."""
+    reply = json.loads(host.check_output("curl -fsS --max-time 10 %s", url))
+    assert not isinstance(reply, dict) or reply.get("status", "success") == "success", reply
+    return reply
+
+
+def query(host, promql: str) -> list[dict]:
+    return api(host, f"{PROMETHEUS}/api/v1/query?query={quote(promql)}")["data"]["result"]
+
+
+def wait_for(condition, timeout: float, interval: float = 2.0):
+    """Polls condition() until it returns something true; returns that, or the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def targets(host) -> list[dict]:
+    return api(host, f"{PROMETHEUS}/api/v1/targets?state=active")["data"]["activeTargets"]
+
+
+def test_every_target_is_up(host):
+    scraped = wait_for(lambda: all(t["health"] != "unknown" for t in targets(host)) and targets(host), 60)
+    assert scraped, "Prometheus has not scraped every target within 60 s"
+    assert {t["labels"]["job"] for t in scraped} == JOBS
+    down = [(t["labels"]["job"], t["scrapeUrl"], t["lastError"]) for t in scraped if t["health"] != "up"]
+    assert not down, down
+    assert {t["labels"]["instance"] for t in scraped} == {host.backend.get_hostname()}
+
+
+@pytest.mark.parametrize("metric", ["pg_up", "redis_up", "nginx_up"])
+def test_exporters_reach_their_service(host, metric):
+    result = wait_for(lambda: query(host, metric), 30)
+    assert [sample["value"][1] for sample in result] == ["1"], result
+
+
+def test_exporters_see_the_data(host):
+    """The monitoring users have the rights the exporters need, not just a login."""
+    databases = {sample["metric"]["datname"] for sample in query(host, "pg_database_size_bytes")}
+    assert {"platform", "postgres"} <= databases
+    assert query(host, "redis_memory_max_bytes > 0"), "the Redis exporter read no maxmemory"
+    assert query(host, "nginx_connections_active >= 1"), "the nginx exporter read no connection"
+
+
+def test_rule_files_pass_promtool(host):
+    files = host.check_output("ls /etc/prometheus/rules/*.yml").split()
+    assert files
+    for path in files:
+        result = host.run("promtool check rules %s", path)
+        assert result.rc == 0, result.stdout + result.stderr
+    config = host.run("promtool check config /etc/prometheus/prometheus.yml")
+    assert config.rc == 0, config.stdout + config.stderr
+
+
+def test_prometheus_loaded_the_rules(host):
+    groups = api(host, f"{PROMETHEUS}/api/v1/rules")["data"]["groups"]
+    alerts = {rule["name"] for group in groups for rule in group["rules"]}
+    assert {"TargetDown", "PostgreSQLDown", "RedisDown", "NginxDown", "HighErrorRate", "HighLatencyP95",
+            "HighMemoryUsage", "DiskAlmostFull", "BackupTooOld", "WalArchivingFailing",
+            "CertificateExpiresSoon", "GpuTemperatureHigh", "GpuMemoryHigh"} <= alerts
+    unhealthy = [(rule["name"], rule.get("lastError")) for group in groups for rule in group["rules"]
+                 if rule.get("health") == "err"]
+    assert not unhealthy, unhealthy
+
+
+def test_host_metrics(host):
+    """pgBackRest, WAL archiving, the served certificate, and the GPU of the stand-in nvidia-smi."""
+    assert [s["value"][1] for s in query(host, "platform_host_metrics_success")] == ["1"] * 4
+    assert query(host, "platform_pgbackrest_backups >= 1"), "no pgBackRest backup reported"
+    assert query(host, 'time() - platform_pgbackrest_last_backup_timestamp_seconds{type="full"} < 86400')
+    assert query(host, "platform_postgresql_wal_last_archived_timestamp_seconds > 0"), "no WAL archived"
+    expiry = query(host, 'platform_tls_certificate_expiry_timestamp_seconds{server_name="platform.test"}')
+    served = host.check_output(
+        "openssl s_client -connect 127.0.0.1:443 -servername platform.test </dev/null 2>/dev/null"
+        " | openssl x509 -noout -enddate")
+    assert expiry and served.startswith("notAfter=")
+    assert abs(float(expiry[0]["value"][1]) - time.time()) > 14 * 86400
+    # The stand-in nvidia-smi (prepare.yml) reports one GPU at 41 °C.
+    assert [s["value"][1] for s in query(host, "platform_gpu_temperature_celsius")] == ["41"]
+    # Memory and disk alerts depend on the machine the containers run on, not on the stack.
+    alerts = query(host, 'ALERTS{alertname!~"HighMemoryUsage|DiskAlmostFull"}')
+    assert not alerts, f"alerts pending or firing on the healthy stack: {alerts}"
+
+
+def test_exporters_not_reachable_from_outside(host):
+    """Connects from the test process to the container's own address: exporter ports only."""
+    address = host.interface("eth0").addresses[0]
+    for port in [*EXPORTER_PORTS.values(), STUB_STATUS_PORT]:
+        assert host.run("curl -fsS --max-time 5 -o /dev/null http://127.0.0.1:%s/", str(port)).rc in (0, 22)
+        with pytest.raises(OSError):
+            socket.create_connection((address, port), timeout=3).close()
+
+
+def test_servers_listen_on_loopback_only(host):
+    listening = host.check_output("ss -ltnH").splitlines()
+    local = {line.split()[3] for line in listening}
+    for port in (9090, 9093):
+        assert f"127.0.0.1:{port}" in local
+        assert not any(addr.endswith(f":{port}") and not addr.startswith("127.0.0.1:") for addr in local)
+    assert not any(addr.endswith(":9094") for addr in local), "Alertmanager's cluster port is open"
+
+
+def metric_names(promql: str) -> set[str]:
+    """Metric names a PromQL expression reads: identifiers that are no function, keyword or label."""
+    text = re.sub(r'"[^"]*"', "", promql)
+    text = re.sub(r"\{[^}]*\}", "", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
+    text = re.sub(r"\[[^\]]*\]", "", text)
+    return set(re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*\b(?!\s*\()", text)) - PROMQL_WORDS
+
+
+def test_grafana_data_source(host):
+    """Grafana itself did not run (no package here): its data source file points at the running Prometheus."""
+    source = yaml.safe_load(host.file("/etc/grafana/provisioning/datasources/platform.yml").content_string)
+    (prometheus,) = source["datasources"]
+    assert prometheus["type"] == "prometheus" and prometheus["uid"] == "prometheus"
+    assert api(host, f"{prometheus['url']}/api/v1/status/buildinfo")["data"]["version"]
+    provider = yaml.safe_load(host.file("/etc/grafana/provisioning/dashboards/platform.yml").content_string)
+    assert provider["providers"][0]["options"]["path"] == DASHBOARDS
+
+
+def test_grafana_dashboards_query_existing_metrics(host):
+    """Grafana itself did not run (no package here): every dashboard parses as JSON and every
+    metric it queries exists in the running Prometheus (or is an app metric, see APP_METRICS)."""
+    existing = set(api(host, f"{PROMETHEUS}/api/v1/label/__name__/values")["data"])
+    files = host.check_output("ls %s", DASHBOARDS).split()
+    assert {"platform-hosts.json", "platform-postgresql.json", "platform-redis.json", "platform-nginx.json",
+            "platform-gpus.json", "platform-apps.json"} <= set(files)
+    missing = {}
+    for name in files:
+        dashboard = json.loads(host.file(f"{DASHBOARDS}/{name}").content_string)
+        exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+        assert exprs, f"{name} queries nothing"
+        for expr in exprs:
+            assert all(p["datasource"]["uid"] == "prometheus" for p in dashboard["panels"])
+            unknown = metric_names(expr) - existing - APP_METRICS
+            if unknown:
+                missing[f"{name}: {expr}"] = sorted(unknown)
+    assert not missing, missing
+
+
+def test_metric_name_extraction():
+    """The helper above finds names and skips functions, labels and keywords."""
+    assert metric_names('sum by (job) (rate(http_requests_total{status=~"5.."}[5m])) / up') == {
+        "http_requests_total", "up"}
+    assert metric_names("1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes") == {
+        "node_memory_MemAvailable_bytes", "node_memory_MemTotal_bytes"}
+
+
+def alert_states(host, name: str) -> set[str]:
+    return {a["state"] for a in api(host, f"{PROMETHEUS}/api/v1/alerts")["data"]["alerts"]
+            if a["labels"]["alertname"] == name}
+
+
+def test_redis_down_alert_fires_and_verify_reports_it(host):
+    """Stops Redis for real: RedisDown turns pending, then firing within its 15 s window,
+    reaches Alertmanager, and two of the role's verify probes fail naming it."""
+    assert not alert_states(host, "RedisDown")
+    host.check_output("systemctl stop redis-server")
+    try:
+        started = time.monotonic()
+        assert wait_for(lambda: alert_states(host, "RedisDown") & {"pending", "firing"}, 30, 1), \
+            "RedisDown did not turn pending within 30 s of Redis stopping"
+        assert wait_for(lambda: "firing" in alert_states(host, "RedisDown"), 60, 1), \
+            "RedisDown did not fire within 60 s"
+        assert time.monotonic() - started >= 15, "RedisDown fired before its 15 s window"
+        in_alertmanager = wait_for(lambda: [a for a in api(host, f"{ALERTMANAGER}/api/v2/alerts")
+                                            if a["labels"]["alertname"] == "RedisDown"], 30)
+        assert in_alertmanager, "Alertmanager did not receive RedisDown"
+
+        project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+        env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CONFIG=str(project / "ansible.cfg"),
+                   ANSIBLE_ROLES_PATH=str(project / "roles"))
+        probes = subprocess.run(
+            [str(Path(sys.executable).parent / "ansible-playbook"), "-i", INVENTORY,
+             str(SCENARIO / "verify_probes.yml")],
+            env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert probes.returncode == 0, probes.stdout
+        report = " ".join(probes.stdout.split())
+        assert "Exporters that cannot reach their service: redis" in report, probes.stdout
+        assert "Firing alerts: RedisDown" in report, probes.stdout
+        assert re.search(r"failed=0 .*ignored=2", report), probes.stdout
+    finally:
+        host.check_output("systemctl start redis-server")
+    assert wait_for(lambda: not alert_states(host, "RedisDown"), 60), "RedisDown did not clear after Redis came back"
