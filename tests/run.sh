@@ -4,8 +4,9 @@
 #   tests/run.sh                         everything
 #   tests/run.sh tests/unit              only the installer's unit tests
 #   tests/run.sh -k firewall             one molecule scenario
-# Scenarios run two at a time (TEST_WORKERS to change): most of their time is spent
-# waiting on systemd, apt and services, not on the CPU.
+# Scenarios run four at a time (TEST_WORKERS to change): most of their time is spent
+# waiting on systemd, apt and services; on the 2-core CI machine, five scenarios at once
+# each ran about 2.5 times slower than alone, twice the throughput of one at a time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib.sh
@@ -19,4 +20,4 @@ step "yamllint" .venv/bin/yamllint --strict .
 step "ansible-lint (production profile)" .venv/bin/ansible-lint --offline
 step "ruff" .venv/bin/ruff check .
 
-step "pytest" .venv/bin/pytest -n "${TEST_WORKERS:-2}" --dist worksteal "${@:-tests}"
+step "pytest" .venv/bin/pytest -n "${TEST_WORKERS:-4}" --dist worksteal "${@:-tests}"
