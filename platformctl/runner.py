@@ -191,7 +191,7 @@ class RunOutcome:
 
 
 def new_run_id(command: str) -> str:
-    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{command}"
+    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{command}-{os.getpid()}"
 
 
 def run_playbook(

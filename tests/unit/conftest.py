@@ -41,5 +41,7 @@ def sample_project(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """Point the installer at the sample roles and playbooks the event streams were recorded with."""
     monkeypatch.setattr(paths, "ROLES", SAMPLE_PROJECT / "roles")
     monkeypatch.setattr(paths, "PLAYBOOKS", SAMPLE_PROJECT)
+    # Their own runs folder: the rotation of runs/ must not race with other tests' runs.
+    monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
     monkeypatch.setenv("PLATFORMCTL_SECRETS_DIR", str(tmp_path / "secrets"))
     return SAMPLE_PROJECT
