@@ -1,0 +1,113 @@
+"""The nvidia_container_toolkit role, checked from outside the test hosts.
+
+STAND-IN: NVIDIA's apt repository cannot be reached on the CI machine, and it has no GPU.
+prepare.yml builds packages named like NVIDIA's (standin/build_repo.py) whose nvidia-ctk
+and nvidia-container-runtime are stand-ins, served as a signed flat repository like
+NVIDIA's; the role installs them through its repository path (forced on debian12).
+debian13 takes the skip path of a host without a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import testinfra.utils.ansible_runner
+
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
+    os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
+
+VERSION = "1.17.8-1"
+PACKAGES = ["nvidia-container-toolkit", "nvidia-container-toolkit-base",
+            "libnvidia-container-tools", "libnvidia-container1"]
+LOCAL_REPOSITORY = "/var/lib/nvidia-container-toolkit/repository"
+
+
+def forced(host) -> bool:
+    return host.backend.host.endswith("debian12")
+
+
+def daemon_json(host) -> dict:
+    return json.loads(host.file("/etc/docker/daemon.json").content_string)
+
+
+@pytest.fixture
+def installed_host(host):
+    if not forced(host):
+        pytest.skip("skip-path host")
+    return host
+
+
+@pytest.fixture
+def skipped_host(host):
+    if forced(host):
+        pytest.skip("host with the toolkit installed")
+    return host
+
+
+def test_packages_of_the_pinned_version_from_the_repository(installed_host):
+    host = installed_host
+    for name in PACKAGES:
+        package = host.package(name)
+        assert package.is_installed, name
+        assert package.version == VERSION
+    policy = host.check_output("apt-cache policy nvidia-container-toolkit")
+    assert f"file:{LOCAL_REPOSITORY}" in policy
+
+
+def test_repository_source_is_signed(installed_host):
+    source = installed_host.file("/etc/apt/sources.list.d/nvidia-container-toolkit.sources")
+    assert source.contains(f"^URIs: file:{LOCAL_REPOSITORY}$")
+    assert source.contains("^Suites: /$")
+    assert source.contains("^Signed-By: /etc/apt/keyrings/nvidia-container-toolkit.asc$")
+
+
+@pytest.mark.parametrize(("keyring", "trusted"), [
+    ("/etc/apt/keyrings/nvidia-container-toolkit.asc", True),
+    ("/usr/share/keyrings/debian-archive-keyring.gpg", False),
+])
+def test_apt_trusts_the_repository_only_through_its_key(installed_host, keyring, trusted):
+    """The repository's signature is checked: with another key apt refuses its index."""
+    host = installed_host
+    parts = host.check_output("mktemp -d")
+    host.run_expect([0], f"printf 'Types: deb\\nURIs: file:{LOCAL_REPOSITORY}\\n"
+                         f"Suites: /\\nSigned-By: {keyring}\\n' > {parts}/probe.sources")
+    update = host.run(f"apt-get update -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts={parts}")
+    host.run(f"rm -rf {parts}")
+    # A bad signature is only a warning when older index files exist: read apt's words.
+    refused = "NO_PUBKEY" in update.stderr or "not signed" in update.stderr
+    assert update.rc == 0
+    assert refused != trusted, update.stderr
+
+
+def test_daemon_json_keeps_docker_settings_and_adds_the_runtime(installed_host):
+    settings = daemon_json(installed_host)
+    assert settings["runtimes"]["nvidia"] == {"path": "nvidia-container-runtime", "args": []}
+    # The docker role's own settings survive the merge.
+    assert settings["log-driver"] == "json-file"
+    assert settings["ip"] == "127.0.0.1"
+    assert "default-runtime" not in settings
+
+
+def test_docker_engine_loaded_the_runtime(installed_host):
+    runtimes = json.loads(installed_host.check_output("docker info --format '{{json .Runtimes}}'"))
+    assert "nvidia" in runtimes
+    assert "runc" in runtimes
+
+
+def test_cdi_spec_and_udev_rule(installed_host):
+    spec = installed_host.file("/etc/cdi/nvidia.yaml")
+    assert spec.contains("^kind: nvidia.com/gpu$")
+    rule = installed_host.file("/etc/udev/rules.d/71-nvidia-dev-char.rules")
+    assert rule.contains("create-dev-char-symlinks --create-all")
+
+
+def test_skip_path_installs_nothing(skipped_host):
+    host = skipped_host
+    for name in PACKAGES:
+        assert not host.package(name).is_installed
+    assert not host.file("/etc/apt/sources.list.d/nvidia-container-toolkit.sources").exists
+    assert not host.file("/etc/cdi/nvidia.yaml").exists
+    assert "runtimes" not in daemon_json(host)
+    assert "nvidia" not in host.check_output("docker info --format '{{json .Runtimes}}'")
