@@ -100,6 +100,8 @@ def print_end(console: Console, command: str, state: RunState, outcome: RunOutco
         console.print(host_table(state, f"{command}: per host"))
     if command == "check" and state.changes:
         console.print(drift_table(state))
+    for warning in dict.fromkeys(state.notices):
+        console.print(Text(f"warning: {warning}", style="yellow"))
     for line in failure_lines(state):
         console.print(Text(line, style="red"))
     console.print(f"Run log: {outcome.run_dir / 'stdout'}", highlight=False)
