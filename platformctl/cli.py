@@ -107,7 +107,8 @@ class Session:
                           check=a.check, diff=a.diff, verbosity=a.verbose)
 
     def applied_roles(self) -> set[str]:
-        roles = {r for play in self.plays for r in play.roles}
+        """Roles of the plays that run on at least one host (a role whose group is empty needs no secret)."""
+        roles = {r for play in self.plays if self.loaded.hosts(play.hosts) for r in play.roles}
         return roles | {d for r in roles for d in preflight.role_dependencies(r)}
 
     def wanted_secrets(self) -> set[str]:
@@ -239,12 +240,14 @@ def host_preflight(session: Session) -> None:
 
 
 def finish(session: Session, command: str, outcome: RunOutcome, state: RunState, *, code: int,
-           steps: list[str], problems: list[preflight.Problem] | None = None) -> int:
+           steps: list[str], problems: list[preflight.Problem] | None = None,
+           details: dict | None = None) -> int:
     report.print_end(session.console, command, state, outcome, steps)
     if session.args.json:
         document = report.summary(command, session.inventory.name, outcome, state, code)
         if problems is not None:
             document["problems"] = [vars(p) for p in problems]
+        document.update(details or {})
         report.write_json(session.args.json, document)
     return code
 
@@ -357,7 +360,10 @@ def cmd_restore(session: Session) -> int:
         else ["restore_latest=true"]
     outcome, state = run(session, "restore.yml", "restore", check=False, extra_vars=extra)
     code = exit_code("restore", state)
-    return finish(session, "restore", outcome, state, code=code, steps=[])
+    # restore.yml's last play records, per database host, what it restored to.
+    restored = {host: facts["restore_report"] for host, facts in state.facts.items() if "restore_report" in facts}
+    steps = [str(r.get("summary", "")) for r in restored.values()]
+    return finish(session, "restore", outcome, state, code=code, steps=steps, details={"restored": restored})
 
 
 def confirm(session: Session, question: str) -> bool:

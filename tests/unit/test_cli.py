@@ -186,3 +186,33 @@ def test_a_second_run_on_the_same_inventory_is_refused(capsys, sample_project, w
     assert code == 1
     assert "another installer.py run uses this inventory (pid " in one_error_line(err)
     assert not list(tmp_path.glob("*.conf"))
+
+
+def test_restore_prints_and_records_what_it_restored_to(capsys, sample_project, write_inventory, tmp_path):
+    """restore.yml's restore_report fact reaches the output and --json (sample restore.yml on localhost)."""
+    folder = write_inventory(LOCAL_HOSTS)
+    summary = tmp_path / "restore.json"
+    code, out, _ = run_cli(capsys, "restore", "--inventory", str(folder), "--target-time", "2026-01-31 14:05:00+00",
+                           "--yes", "--json", str(summary))
+    assert code == 0, out
+    assert "Restored web-1 to 2026-01-31 14:05:00+00." in out
+    restored = json.loads(summary.read_text())["restored"]
+    assert restored == {"web-1": {"target": "2026-01-31 14:05:00+00", "timeline": 2,
+                                  "summary": "Restored web-1 to 2026-01-31 14:05:00+00."}}
+
+
+def test_refused_restore_exits_1_with_the_reason_and_restores_nothing(capsys, sample_project, write_inventory,
+                                                                       tmp_path):
+    folder = write_inventory(LOCAL_HOSTS)
+    summary = tmp_path / "restore.json"
+    code, out, _ = run_cli(capsys, "restore", "--inventory", str(folder), "--target-time", "2000-01-01 00:00:00+00",
+                           "--yes", "--json", str(summary))
+    assert code == 1
+    # One message (shown as it happens and again in the end summary), not one per step.
+    refusals = {line.strip() for line in out.splitlines() if "Cannot restore to" in line}
+    assert len(refusals) == 1, out
+    assert "Restored" not in out
+    document = json.loads(summary.read_text())
+    assert document["restored"] == {}
+    assert [f["message"] for f in document["failures"]] == [
+        "Cannot restore to 2000-01-01 00:00:00+00: the backups cover 2001 to now. Nothing was stopped or changed."]
