@@ -4,6 +4,7 @@ Serves GET /health with JSON that says which connection URLs and secrets it rece
 never their values: for each URL its parts without the password, and a SHA-256 of each
 secret (the password of a URL included), so a test can compare them with what it set.
 It also lists the files in /data, where a pre-deploy command can leave a mark.
+With DEMO_FAIL set it prints that message and exits, as a broken release does.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -57,5 +59,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
+    if os.environ.get("DEMO_FAIL"):
+        sys.exit(f"fatal: {os.environ['DEMO_FAIL']}")
     ThreadingHTTPServer(("0.0.0.0",  # noqa: S104 (a container listens on its own interface)
                          int(os.environ.get("PORT", "8000"))), Handler).serve_forever()

@@ -1,4 +1,4 @@
-"""app + nginx on one host: the demo app (tests/demo_app, a stand-in for a product's API
+"""firewall, docker, app and nginx on one host: the demo app (tests/demo_app, a stand-in for a product's API
 image, loaded from an archive because no registry answers here) behind nginx with TLS,
 probed from outside the test host: from this test process, at the host's own address,
 with curl and openssl."""
@@ -146,32 +146,55 @@ def connects(address: str, port: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize(("port", "open_"), [(80, True), (443, True), (8000, False), (8001, False)])
-def test_only_nginx_ports_answer_from_outside(address, port, open_):
-    """The app's published ports (8000, 8001: two replicas) stay on loopback. Without the
-    firewall role in this scenario, 22 has no sshd here and is not probed."""
+@pytest.mark.parametrize(("port", "open_"), [(22, True), (80, True), (443, True), (8000, False), (8001, False)])
+def test_only_ssh_and_nginx_answer_from_outside(address, port, open_):
+    """sshd and nginx only; the app's published ports (8000, 8001: two replicas) stay on loopback."""
     assert connects(address, port) is open_
 
 
-def converge(tag: str) -> None:
+def converge(tag: str, *extra: str) -> subprocess.CompletedProcess:
     """converge.yml again, with molecule's inventory (its folder holds the group files)."""
-    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(SCENARIO.parents[1] / "roles"))
+    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(SCENARIO.parents[1] / "roles"), ANSIBLE_NOCOLOR="1")
     inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    result = subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), str(SCENARIO / "converge.yml"), "-e", f"edge_demo_tag={tag}"],
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), str(SCENARIO / "converge.yml"),
+         "-e", f"edge_demo_tag={tag}", *extra],
         env=env, capture_output=True, text=True, check=False)
+
+
+def converged(tag: str) -> None:
+    result = converge(tag)
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def replica_images(host) -> dict[str, str]:
+    return {replica: host.check_output(f"docker inspect -f '{{{{.Config.Image}}}}' {replica}")
+            for replica in ("api-1", "api-2")}
 
 
 def test_changed_image_tag_rolls_the_containers(host, address):
     try:
-        converge("2")
+        converged("2")
         health = get_health(address)
         assert health["version"] == "2"
         assert "pre-deploy-2" in health["data"]  # the new version's pre_deploy ran first
-        for replica in ("api-1", "api-2"):
-            image = host.check_output(f"docker inspect -f '{{{{.Config.Image}}}}' {replica}")
-            assert image == "platform-demo-app:2"
+        assert replica_images(host) == {"api-1": "platform-demo-app:2", "api-2": "platform-demo-app:2"}
     finally:
-        converge("1")
+        converged("1")
     assert get_health(address)["version"] == "1"
+
+
+def test_unhealthy_new_version_stops_the_rollout_with_its_logs(host, address):
+    """A release that exits at start: the run fails on the first replica and shows its last
+    log lines; the second replica keeps the previous version and the route keeps answering."""
+    try:
+        result = converge("2", "-e", "edge_demo_fail='cannot reach the license server'",
+                          "-e", "app_health_timeout=16")
+        assert result.returncode != 0, result.stdout[-3000:]
+        assert "api-1 (platform-demo-app:2) did not start or answer /health" in result.stdout
+        assert "fatal: cannot reach the license server" in result.stdout
+        assert replica_images(host) == {"api-1": "platform-demo-app:2", "api-2": "platform-demo-app:1"}
+        assert get_health(address)["version"] == "1"
+    finally:
+        converged("1")
+    assert replica_images(host) == {"api-1": "platform-demo-app:1", "api-2": "platform-demo-app:1"}
