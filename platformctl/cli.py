@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.text import Text
 
 from platformctl import inventory as inventories
-from platformctl import paths, preflight, report
+from platformctl import paths, preflight, report, runner
 from platformctl.errors import BadInput, ExitCode, InstallerError, PreflightFailed
 from platformctl.progress import Progress
 from platformctl.runner import RunOptions, RunOutcome, RunState, new_run_id, output_tail, run_playbook
@@ -152,6 +152,12 @@ def exclusive(inventory: inventories.Inventory) -> Iterator[None]:
             holder = lock.read().strip() or "unknown"
             raise InstallerError(f"another installer.py run uses this inventory ({holder}); "
                                  "wait for it to end, or stop it") from None
+        left = runner.playbooks_left_running(inventory.hosts_file)
+        if left:
+            pids = " ".join(map(str, left))
+            raise InstallerError(f"ansible-playbook (pid {pids}) of an earlier installer.py run that was killed still "
+                                 f"works on these hosts; wait for it to end, or stop it (`kill {pids}`), then run "
+                                 "the same command again")
         lock.seek(0)
         lock.truncate()
         lock.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")

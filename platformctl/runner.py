@@ -255,6 +255,23 @@ def run_playbook(
                       interrupted=cancel.is_set() or result.status == "canceled")
 
 
+def playbooks_left_running(inventory_file: Path) -> list[int]:
+    """ansible-playbook processes still working on this inventory although no installer.py
+    holds it: a killed installer leaves its ansible-playbook running (ansible-runner starts it
+    in a session of its own). Their main processes, not their workers; Linux only (/proc)."""
+    wanted = str(inventory_file).encode()
+    found: dict[int, int] = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if wanted in args and any(arg.endswith(b"ansible-playbook") for arg in args):
+            found[int(proc.name)] = parent
+    return sorted(pid for pid, parent in found.items() if parent not in found)
+
+
 def output_tail(run_dir: Path, lines: int = 8) -> str:
     """The last lines ansible printed: the reason when a run failed before any task did."""
     text = ""

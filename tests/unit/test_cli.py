@@ -4,6 +4,8 @@ resolution, and whole runs of the sample project on localhost through ansible-ru
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -186,6 +188,25 @@ def test_a_second_run_on_the_same_inventory_is_refused(capsys, sample_project, w
     assert code == 1
     assert "another installer.py run uses this inventory (pid " in one_error_line(err)
     assert not list(tmp_path.glob("*.conf"))
+
+
+def test_a_playbook_left_by_a_killed_installer_is_named_and_blocks_a_new_run(capsys, sample_project, write_inventory,
+                                                                            tmp_path):
+    """A killed installer.py leaves ansible-playbook running; the next run must not work beside it."""
+    folder = write_inventory(LOCAL_HOSTS, main=f"sample_dir: {tmp_path}\n")
+    hosts = str(inventory.resolve(str(folder)).hosts_file)
+    # Stands in for the orphan: a process with ansible-playbook's command line on this inventory.
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "ansible-playbook", "-i", hosts])
+    try:
+        code, _, err = run_cli(capsys, "--inventory", str(folder))
+    finally:
+        orphan.kill()
+        orphan.wait()
+    assert code == 1
+    assert f"ansible-playbook (pid {orphan.pid}) of an earlier installer.py run" in one_error_line(err)
+    assert not list(tmp_path.glob("*.conf"))
+    code, _, _ = run_cli(capsys, "--inventory", str(folder))
+    assert code == 0
 
 
 def test_restore_prints_and_records_what_it_restored_to(capsys, sample_project, write_inventory, tmp_path):
