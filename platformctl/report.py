@@ -43,16 +43,20 @@ def drift_table(state: RunState) -> Table:
     return table
 
 
+def probes(state: RunState) -> list[dict[str, str]]:
+    """The probes of a verify run with their results (the table, and the --json summary)."""
+    return [{"host": r.host, "role": r.role, "probe": r.task,
+             "result": "pass" if r.status in ("ok", "changed") else f"FAIL: {r.message}"}
+            for r in state.task_results if r.status != "skipped" and r.action not in NOT_PROBES]
+
+
 def verify_table(state: RunState) -> Table:
     table = Table(title="Verify: health probes", title_justify="left")
     for column in ("host", "role", "probe", "result"):
         table.add_column(column, overflow="fold")
-    for r in state.task_results:
-        if r.status == "skipped" or r.action in NOT_PROBES:
-            continue
-        passed = r.status in ("ok", "changed")
-        table.add_row(r.host, r.role or "-", r.task,
-                      Text("pass", style="green") if passed else Text(f"FAIL: {r.message}", style="red"))
+    for p in probes(state):
+        table.add_row(p["host"], p["role"] or "-", p["probe"],
+                      Text(p["result"], style="green" if p["result"] == "pass" else "red"))
     return table
 
 
@@ -85,6 +89,8 @@ def summary(command: str, inventory: str, outcome: RunOutcome, state: RunState, 
     }
     if command == "check":
         document["drift"] = [vars(c) for c in state.changes]
+    if command == "verify":
+        document["probes"] = probes(state)
     return document
 
 
