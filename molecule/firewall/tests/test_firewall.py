@@ -1,7 +1,7 @@
 """The firewall role, probed from outside: the test process connects to the test host's own
 address, only on the ports under test and with short timeouts. The services behind those
-ports are stand-ins started by prepare.yml (python3 -m http.server on 80, 443, 2345, 5432
-and 8080), which also holds a connection from the controller to 2345 open."""
+ports are stand-ins started by prepare.yml (python3 -m http.server on 80, 443, 2345, 5432,
+8080 and 9100), which also holds a connection from the controller to 2345 open."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ import pytest
 
 TIMEOUT = 3
 TAG = "platform-managed"
-APP_HOST = "firewall-debian13"  # the one host in group app (molecule.yml)
+# Groups (molecule.yml): the database and monitoring host, and the app and Redis host.
+DATA_HOST = "firewall-debian12"
+APP_HOST = "firewall-debian13"
+PLATFORM_SUBNET = "172.31.0.0/24"  # platform_network_subnet (roles/platform)
 REPORT_TASK = "firewall : Warn about the firewall rules this role did not make"
 UPDATE_TASK = "firewall : Bring the firewall rules up to date"
 
@@ -82,26 +85,50 @@ def test_private_port_is_blocked_although_it_listens(host, address):
     assert not accepts(address, 8080)
 
 
-def test_database_port_is_open_to_app_hosts_only(host, address):
+def test_database_port_is_open_to_the_app_host_only(host):
+    # 5432 listens on both hosts; only DATA_HOST is in group postgres.
     assert host.socket("tcp://0.0.0.0:5432").is_listening
-    assert not accepts(address, 5432)
-    assert accepts_from(APP_HOST, address, 5432)
+    assert not accepts(address_of(DATA_HOST), 5432)
+    assert accepts_from(APP_HOST, address_of(DATA_HOST), 5432)
+
+
+def test_exporter_is_open_to_the_monitoring_host_only(host):
+    # The node exporter's port (stand-in listener) on the host that is not the monitoring host.
+    assert not accepts(address_of(APP_HOST), 9100)
+    assert accepts_from(DATA_HOST, address_of(APP_HOST), 9100)
+    # The monitoring host scrapes itself over loopback: no rule opens its exporters.
+    assert not accepts_from(APP_HOST, address_of(DATA_HOST), 9100)
+
+
+# The rules each host must hold besides SSH, by the groups it is in: (ufw target, comment).
+def expected_rules(name: str) -> list[tuple[str, str]]:
+    rules = [("80/tcp", "http"), ("443/tcp", "https")]
+    if name == DATA_HOST:
+        rules.append((f"from {address_of(APP_HOST)} to any port 5432 proto tcp", "postgresql from the app hosts"))
+    else:
+        monitoring = address_of(DATA_HOST)
+        rules += [(f"from {monitoring} to any port 9100 proto tcp", "node exporter to monitoring"),
+                  (f"from {monitoring} to any port 9113 proto tcp", "nginx exporter to monitoring"),
+                  (f"from {monitoring} to any port 9121 proto tcp", "redis exporter to monitoring"),
+                  (f"from {PLATFORM_SUBNET} to any port 6379 proto tcp", "redis from the app containers on this host")]
+    return rules
 
 
 def test_ufw_denies_by_default_and_tags_its_rules(host):
     status = host.check_output("ufw status verbose")
     assert "Status: active" in status
     assert "Default: deny (incoming), allow (outgoing), deny (routed)" in status
-    added = host.check_output("ufw show added").splitlines()
-    app_address = address_of(APP_HOST)
-    for rule in (f"ufw limit 22/tcp comment '{TAG}: ssh'",
-                 f"ufw allow 80/tcp comment '{TAG}: http'",
-                 f"ufw allow 443/tcp comment '{TAG}: https'",
-                 f"ufw allow from {app_address} to any port 5432 proto tcp"
-                 f" comment '{TAG}: database from the app hosts'"):
-        assert rule in added
+    added = [line for line in host.check_output("ufw show added").splitlines() if line.startswith("ufw ")]
+    name = host.backend.get_hostname()
+    assert f"ufw limit 22/tcp comment '{TAG}: ssh'" in added
+    for target, comment in expected_rules(name):
+        assert f"ufw allow {target} comment '{TAG}: {comment}'" in added
+    # Nothing else but the port kept open for the connection in use.
+    assert len(added) == 1 + len(expected_rules(name)) + 1, added
     assert any(" port 2345 proto tcp comment " in line and TAG in line for line in added)
     assert not any("8080" in line for line in added)
+    # A host is never let in to itself (loopback is always open).
+    assert not any(f"from {address_of(name)} " in line for line in added)
 
 
 def test_sshd_runs_hardened(host):
