@@ -1,5 +1,6 @@
-"""Point-in-time recovery end to end: real data written with psql, playbooks/restore.yml run
-from this test process against the scenario's inventory, the result read back with psql."""
+"""Point-in-time recovery and backups end to end, through installer.py: real data written
+with psql and redis-cli, `installer.py backup` and `installer.py restore` run from this test
+process against an inventory folder for the scenario's host, the result read back with psql."""
 
 from __future__ import annotations
 
@@ -10,26 +11,58 @@ import shlex
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
+import pytest
 import testinfra.utils.ansible_runner
+import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT))
+from platformctl import inventory as inventories  # noqa: E402
+from platformctl.secrets import SecretStore  # noqa: E402
+
 INVENTORY = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
+EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+SECRETS_DIR = EPHEMERAL / "secrets"
+SCENARIO = yaml.safe_load((Path(__file__).parents[1] / "molecule.yml").read_text())["provisioner"]["inventory"]
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("postgres")
 assert testinfra_hosts, f"no host of group postgres in {INVENTORY}: every test would be skipped"
 
-APP_PASSWORD = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_variables(
-    testinfra_hosts[0])["platform_secrets"]["postgresql_app_password"]
+SECRETS = SCENARIO["group_vars"]["all"]["platform_secrets"]
+APP_PASSWORD = SECRETS["postgresql_app_password"]
+REDIS_BACKUP_DIR = "/var/backups/platform/redis"
 BIN = Path(sys.executable).parent
 RECAP = re.compile(r"^\S+\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
 
 
-def restore_command(target_time: str | None) -> list[str]:
-    """How a restore is started (to become `installer.py restore --target-time T | --latest`)."""
-    target = {"restore_target_time": target_time} if target_time else {"restore_latest": True}
-    return [str(BIN / "ansible-playbook"), "-i", INVENTORY, str(ROOT / "playbooks" / "restore.yml"),
-            "-e", json.dumps(target)]
+@pytest.fixture(scope="module")
+def operator_inventory() -> Path:
+    """The inventory folder an operator would keep for this host: the scenario's groups and
+    variables, the docker connection in place of SSH, and the scenario's passwords in the
+    installer's vault file (as an operator moves a running database's existing passwords in)."""
+    folder = EPHEMERAL / "operator-inventory"
+    (folder / "group_vars" / "all").mkdir(parents=True, exist_ok=True)
+    hosts = {"all": {"vars": {"ansible_connection": "community.docker.docker"}, **SCENARIO["hosts"]["all"]}}
+    (folder / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    settings = {k: v for k, v in SCENARIO["group_vars"]["all"].items() if k != "platform_secrets"}
+    (folder / "group_vars" / "all" / "main.yml").write_text(yaml.safe_dump(settings))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PLATFORMCTL_SECRETS_DIR", str(SECRETS_DIR))
+        SecretStore(inventories.resolve(str(folder))).save(SECRETS)
+    return folder
+
+
+def installer(inventory: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """installer.py COMMAND ... --yes --json; returns the process and its JSON summary."""
+    summary = EPHEMERAL / f"{args[0]}-{uuid.uuid4().hex[:8]}.json"
+    env = dict(os.environ, PLATFORMCTL_SECRETS_DIR=str(SECRETS_DIR))
+    proc = subprocess.run([sys.executable, str(ROOT / "installer.py"), *args, "--inventory", str(inventory),
+                           "--yes", "--json", str(summary)],
+                          cwd=ROOT, env=env, text=True, capture_output=True, check=False, timeout=1800)
+    sys.stdout.write(proc.stdout + proc.stderr)
+    return proc, json.loads(summary.read_text()) if summary.is_file() else {}
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess:
@@ -61,37 +94,73 @@ def server_time(host) -> str:
     return superuser_sql(host, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || '+00'")
 
 
-def test_backup_playbook_takes_a_differential_backup(host):
-    before = backups(host, "diff")
-    result = run([str(BIN / "ansible-playbook"), "-i", INVENTORY, str(ROOT / "playbooks" / "backup.yml"),
-                  "-e", "backup_type=diff"])
-    assert result.returncode == 0, "backup failed (output above)"
-    assert len(set(backups(host, "diff")) - set(before)) == 1
+def timeline(host) -> int:
+    return int(superuser_sql(host, "SELECT timeline_id FROM pg_control_checkpoint()"))
 
 
-def test_target_before_the_first_backup_is_refused_and_nothing_stops(host):
+def redis_cli(host, *command: str) -> str:
+    return host.check_output("REDISCLI_AUTH=%s redis-cli --user platform " + " ".join(["%s"] * len(command)),
+                             SECRETS["redis_app_password"], *command)
+
+
+def redis_snapshots(host) -> set[str]:
+    return set(host.run("ls %s", REDIS_BACKUP_DIR).stdout.split())
+
+
+def test_installer_backup_covers_postgresql_and_redis(host, operator_inventory):
+    """installer.py backup: a differential pgBackRest backup and a fresh RDB snapshot holding
+    a key written just before it."""
+    diffs, snapshots = backups(host, "diff"), redis_snapshots(host)
+    key = f"platform:test:pitr:{uuid.uuid4().hex[:8]}"
+    assert redis_cli(host, "SET", key, "x") == "OK"
+    time.sleep(1.1)  # snapshots are named by the second they were written
+
+    proc, summary = installer(operator_inventory, "backup")
+
+    assert proc.returncode == 0, "installer.py backup failed (output above)"
+    assert summary["exit_code"] == 0 and summary["failures"] == []
+    assert len(set(backups(host, "diff")) - set(diffs)) == 1
+    new_snapshots = redis_snapshots(host) - snapshots
+    assert len(new_snapshots) == 1, f"expected one new snapshot in {REDIS_BACKUP_DIR}, got {new_snapshots}"
+    snapshot = host.file(f"{REDIS_BACKUP_DIR}/{new_snapshots.pop()}")
+    assert snapshot.content[:5] == b"REDIS"
+    assert key.encode() in snapshot.content
+    for secret in SECRETS.values():
+        assert secret not in proc.stdout + proc.stderr
+
+
+def test_target_before_the_first_backup_is_refused_and_nothing_stops(host, operator_inventory):
     started = superuser_sql(host, "SELECT pg_postmaster_start_time()")
-    result = run(restore_command("2000-01-01 00:00:00+00"))
-    assert result.returncode != 0
-    assert "Cannot restore to 2000-01-01 00:00:00+00" in result.stdout
-    assert "Nothing was stopped or changed" in result.stdout
+
+    proc, summary = installer(operator_inventory, "restore", "--target-time", "2000-01-01 00:00:00+00")
+
+    assert proc.returncode == 1
+    # One message (shown as it happens and again in the end summary), not one per step.
+    said = sorted({line.strip() for line in (proc.stdout + proc.stderr).splitlines() if "Cannot restore to" in line})
+    assert len(said) == 1, f"expected one message, got {said}"
+    assert "Cannot restore to 2000-01-01 00:00:00+00: the backups and archived WAL cover" in said[0]
+    assert "Nothing was stopped or changed" in said[0]
+    assert len(summary["failures"]) == 1
+    assert summary["failures"][0]["message"].startswith("Cannot restore to 2000-01-01 00:00:00+00")
+    assert summary["restored"] == {}
+    # The run ended with the check: the play that stops app containers never started.
+    assert "Stop the app containers" not in Path(summary["run_log"]).read_text()
     assert superuser_sql(host, "SELECT pg_postmaster_start_time()") == started
     assert superuser_sql(host, "SELECT pg_is_in_recovery()") == "f"
 
 
-def test_restore_to_a_time_brings_back_what_was_there_then(host):
+def test_restore_to_a_time_brings_back_what_was_there_then(host, operator_inventory):
     app_sql(host, "CREATE TABLE pitr_probe (row_name text); INSERT INTO pitr_probe VALUES ('A')")
     time.sleep(1.5)  # the target has whole seconds: keep row A's commit before it
     target = server_time(host)
     time.sleep(1.5)
     app_sql(host, "INSERT INTO pitr_probe VALUES ('B')")
     app_sql(host, "DROP TABLE pitr_probe")
-    backups_before = backups(host, "full")
+    backups_before, timeline_before = backups(host, "full"), timeline(host)
 
-    result = run(restore_command(target))
+    proc, summary = installer(operator_inventory, "restore", "--target-time", target)
 
-    assert result.returncode == 0, "restore failed (output above)"
-    assert f"to {target}" in result.stdout
+    assert proc.returncode == 0, "installer.py restore failed (output above)"
     assert app_sql(host, "SELECT string_agg(row_name, ',' ORDER BY row_name) FROM pitr_probe") == "A"
     assert superuser_sql(host, "SELECT pg_is_in_recovery()") == "f"
     app_sql(host, "INSERT INTO pitr_probe VALUES ('C')")
@@ -99,19 +168,30 @@ def test_restore_to_a_time_brings_back_what_was_there_then(host):
     new_backups = set(backups(host, "full")) - set(backups_before)
     assert len(new_backups) == 1, f"expected one new full backup, got {new_backups}"
     assert host.run("runuser -u postgres -- pgbackrest --stanza=platform check").rc == 0
+    # What the installer says it restored to, printed and in --json.
+    name = testinfra_hosts[0]
+    restored = summary["restored"][name]
+    assert restored["target"] == target
+    assert restored["full_backup"] in new_backups
+    assert int(restored["timeline"]) == timeline(host) > timeline_before
+    assert f"Restored {name} to {target}: last transaction replayed at {restored['last_replayed']}" in proc.stdout
 
 
-def test_restore_to_the_latest_keeps_every_commit(host):
+def test_restore_to_the_latest_keeps_every_commit(host, operator_inventory):
     app_sql(host, "INSERT INTO pitr_probe VALUES ('D')")
-    result = run(restore_command(None))
-    assert result.returncode == 0, "restore failed (output above)"
-    assert "to the end of the archived WAL" in result.stdout
+
+    proc, summary = installer(operator_inventory, "restore", "--latest")
+
+    assert proc.returncode == 0, "installer.py restore failed (output above)"
     assert app_sql(host, "SELECT string_agg(row_name, ',' ORDER BY row_name) FROM pitr_probe") == "A,C,D"
     assert superuser_sql(host, "SELECT pg_is_in_recovery()") == "f"
+    name = testinfra_hosts[0]
+    assert summary["restored"][name]["target"] == "latest"
+    assert f"Restored {name} to the end of the archived WAL" in proc.stdout
 
 
 def test_converge_after_the_restore_changes_nothing(host):
-    converge = ROOT / "molecule" / "postgresql" / "converge.yml"
+    converge = ROOT / "molecule" / "pitr" / "converge.yml"
     result = run([str(BIN / "ansible-playbook"), "-i", INVENTORY, str(converge)])
     assert result.returncode == 0, "converge failed (output above)"
     recap = [tuple(map(int, m)) for m in RECAP.findall(result.stdout)]
