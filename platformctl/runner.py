@@ -3,13 +3,16 @@ progress, per-host counts (the recap), failures and, in check mode, the drifted 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import shlex
+import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -233,7 +236,7 @@ def run_playbook(
                "ANSIBLE_CONFIG": str(paths.ANSIBLE_CFG), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
                "ANSIBLE_ROLES_PATH": str(paths.ROLES)}
     cancel = cancel or threading.Event()
-    with tempfile.TemporaryDirectory(prefix="platformctl-") as private:
+    with tempfile.TemporaryDirectory(prefix="platformctl-") as private, stopped_when_interrupted(inventory_file):
         result = ansible_runner.run(
             private_data_dir=private,
             project_dir=str(paths.ROOT),
@@ -251,8 +254,38 @@ def run_playbook(
             timeout=None,
             settings={"suppress_ansible_output": True},
         )
-    return RunOutcome(status=result.status, rc=result.rc, run_dir=paths.RUNS / run_id,
-                      interrupted=cancel.is_set() or result.status == "canceled")
+    interrupted = cancel.is_set() or result.status == "canceled"
+    if interrupted:
+        stop_left_playbooks(inventory_file)
+    return RunOutcome(status=result.status, rc=result.rc, run_dir=paths.RUNS / run_id, interrupted=interrupted)
+
+
+@contextlib.contextmanager
+def stopped_when_interrupted(inventory_file: Path) -> Iterator[None]:
+    """A second Ctrl-C leaves ansible-runner at once: its ansible-playbook must end too."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        stop_left_playbooks(inventory_file)
+        raise
+
+
+def stop_left_playbooks(inventory_file: Path, grace: float = 10.0) -> None:
+    """After a cancel, ansible-runner kills ansible-playbook's process group; but Ansible runs
+    each worker in a session of its own, so a worker in the middle of a task lives on and goes
+    on changing the host. Stop each as ansible-playbook would (SIGTERM: the worker ends its
+    module's processes too), and for good after `grace` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        left = playbooks_left_running(inventory_file)
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while left and time.monotonic() < deadline:
+            time.sleep(0.2)
+            left = playbooks_left_running(inventory_file)
+        if not left:
+            return
 
 
 def playbooks_left_running(inventory_file: Path) -> list[int]:

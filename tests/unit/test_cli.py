@@ -14,7 +14,7 @@ import pytest
 from platformctl import inventory, paths
 from platformctl.cli import main, parse
 from platformctl.errors import BadInput
-from platformctl.runner import RunOptions, RunState, run_playbook
+from platformctl.runner import RunOptions, RunState, playbooks_left_running, run_playbook
 
 LOCAL_HOSTS = """\
 all:
@@ -177,6 +177,8 @@ def test_cancel_stops_a_running_playbook(sample_project, write_inventory):
     timer.cancel()
     assert outcome.interrupted
     assert outcome.status == "canceled"
+    # Ansible's worker runs in a session of its own, out of reach of ansible-runner's kill.
+    assert playbooks_left_running(folder / "hosts.yml") == []
 
 
 def test_a_second_run_on_the_same_inventory_is_refused(capsys, sample_project, write_inventory, tmp_path):
