@@ -19,6 +19,7 @@ plus blobs/sha256-<digest>.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -187,7 +188,15 @@ def client_version() -> int:
     return 0
 
 
+def take_the_binary_name() -> None:
+    """Show as `ollama` in process lists (ps, ss -p), as the real binary does: the installer's
+    preflight tells our own service's port from a foreign one by that name."""
+    pr_set_name = 15
+    ctypes.CDLL(None).prctl(pr_set_name, b"ollama", 0, 0, 0)
+
+
 def serve() -> int:
+    take_the_binary_name()
     host, port = listen_address()
     models_dir().mkdir(parents=True, exist_ok=True)
     server = ThreadingHTTPServer((host, port), Api)
