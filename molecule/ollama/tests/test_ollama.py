@@ -100,9 +100,12 @@ def test_app_hosts_reach_the_api_from_outside(host):
     assert json.loads(probe.stdout) == {"version": VERSION}
 
 
+def model_names(host) -> set[str]:
+    return {model["name"] for model in api(host, "/api/tags")["models"]}
+
+
 def test_models_present_and_owned(host):
-    names = {model["name"] for model in api(host, "/api/tags")["models"]}
-    assert {"qwen2:0.5b", "standin-offline:1b"} <= names
+    assert {"qwen2:0.5b", "standin-offline:1b"} <= model_names(host)
     models = "/var/lib/ollama/models"
     for path in (models, f"{models}/manifests/registry.ollama.ai/library/qwen2/0.5b",
                  f"{models}/manifests/registry.ollama.ai/library/standin-offline/1b"):
@@ -115,6 +118,27 @@ def test_missing_models_pulled_once_present_ones_never(host):
     assert journal.count("POST /api/pull qwen2:0.5b") == 1
     # Copied from the offline folder, so never pulled.
     assert "POST /api/pull standin-offline:1b" not in journal
+
+
+def test_unlisted_model_removed_only_when_asked(host):
+    """A model dropped from ollama_models stays, unless ollama_models_remove_unlisted."""
+    only_on(host, "debian12")
+    unlisted = "standin-offline:1b"
+    listed_only = '{"ollama_models": ["qwen2:0.5b"], "ollama_models_src": ""}'
+    try:
+        kept = converge(host, listed_only)
+        assert kept.returncode == 0, kept.stdout
+        assert unlisted in model_names(host)
+        removed = converge(host, listed_only, '{"ollama_models_remove_unlisted": true}')
+        assert removed.returncode == 0, removed.stdout
+        assert model_names(host) == {"qwen2:0.5b"}
+        journal = host.check_output("journalctl -u ollama -o cat --no-pager")
+        assert journal.count(f"DELETE /api/delete {unlisted}") == 1
+    finally:
+        # molecule.yml's settings copy the offline model back.
+        restore = converge(host)
+        assert restore.returncode == 0, restore.stdout
+        assert unlisted in model_names(host)
 
 
 def test_wrong_checksum_fails_the_run(host):
