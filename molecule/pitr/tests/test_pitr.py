@@ -33,6 +33,8 @@ assert testinfra_hosts, f"no host of group postgres in {INVENTORY}: every test w
 SECRETS = SCENARIO["group_vars"]["all"]["platform_secrets"]
 APP_PASSWORD = SECRETS["postgresql_app_password"]
 REDIS_BACKUP_DIR = "/var/backups/platform/redis"
+REPOSITORIES = (1, 2)  # local and S3 (a stand-in, see prepare.yml)
+S3_OBJECT = "pgbackrest/backup/platform/backup.info"  # under postgresql_pgbackrest_s3_path
 BIN = Path(sys.executable).parent
 RECAP = re.compile(r"^\S+\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
 
@@ -85,9 +87,14 @@ def superuser_sql(host, sql: str) -> str:
     return host.check_output(f"runuser -u postgres -- psql -d postgres -Atc {shlex.quote(sql)}")
 
 
-def backups(host, kind: str) -> list[str]:
-    info = json.loads(host.check_output("runuser -u postgres -- pgbackrest --stanza=platform --output=json info"))
-    return [backup["label"] for backup in info[0]["backup"] if backup["type"] == kind]
+def info(host) -> dict:
+    return json.loads(host.check_output("runuser -u postgres -- pgbackrest --stanza=platform --output=json info"))[0]
+
+
+def backups(host, kind: str, repo: int = 1) -> list[str]:
+    """Labels of the backups of this kind in repository 1 (local) or 2 (S3)."""
+    return [backup["label"] for backup in info(host)["backup"]
+            if backup["type"] == kind and backup["database"]["repo-key"] == repo]
 
 
 def server_time(host) -> str:
@@ -107,10 +114,27 @@ def redis_snapshots(host) -> set[str]:
     return set(host.run("ls %s", REDIS_BACKUP_DIR).stdout.split())
 
 
+def test_s3_repository_is_encrypted_and_has_a_full_backup(host):
+    """repo2 is the S3 stand-in: the stanza and a first full backup are there, and what the
+    store holds is encrypted (OpenSSL's "Salted__" header, not pgBackRest's plain text)."""
+    s3 = next(repo for repo in info(host)["repo"] if repo["key"] == 2)
+    assert s3["status"]["code"] == 0, s3
+    assert s3["cipher"] == "aes-256-cbc"
+    assert backups(host, "full", 2)
+    variables = SCENARIO["group_vars"]["all"]
+    read_object = (
+        "import sys, boto3; sys.stdout.buffer.write(boto3.client('s3', endpoint_url='https://s3.pitr.test:9000', "
+        f"region_name='us-east-1', verify='/opt/s3-standin/ca.crt', "
+        f"aws_access_key_id='{variables['postgresql_pgbackrest_s3_key']}', "
+        f"aws_secret_access_key='{variables['postgresql_pgbackrest_s3_key_secret']}').get_object("
+        f"Bucket='{variables['postgresql_pgbackrest_s3_bucket']}', Key='{S3_OBJECT}')['Body'].read()[:8])")
+    assert host.check_output("/opt/s3-standin/venv/bin/python -c %s", read_object) == "Salted__"
+
+
 def test_installer_backup_covers_postgresql_and_redis(host, operator_inventory):
     """installer.py backup: a differential pgBackRest backup and a fresh RDB snapshot holding
     a key written just before it."""
-    diffs, snapshots = backups(host, "diff"), redis_snapshots(host)
+    diffs, snapshots = {repo: backups(host, "diff", repo) for repo in REPOSITORIES}, redis_snapshots(host)
     key = f"platform:test:pitr:{uuid.uuid4().hex[:8]}"
     assert redis_cli(host, "SET", key, "x") == "OK"
     time.sleep(1.1)  # snapshots are named by the second they were written
@@ -119,7 +143,8 @@ def test_installer_backup_covers_postgresql_and_redis(host, operator_inventory):
 
     assert proc.returncode == 0, "installer.py backup failed (output above)"
     assert summary["exit_code"] == 0 and summary["failures"] == []
-    assert len(set(backups(host, "diff")) - set(diffs)) == 1
+    for repo in REPOSITORIES:
+        assert len(set(backups(host, "diff", repo)) - set(diffs[repo])) == 1, f"no new diff backup in repo {repo}"
     new_snapshots = redis_snapshots(host) - snapshots
     assert len(new_snapshots) == 1, f"expected one new snapshot in {REDIS_BACKUP_DIR}, got {new_snapshots}"
     snapshot = host.file(f"{REDIS_BACKUP_DIR}/{new_snapshots.pop()}")
@@ -129,19 +154,20 @@ def test_installer_backup_covers_postgresql_and_redis(host, operator_inventory):
         assert secret not in proc.stdout + proc.stderr
 
 
-def test_target_before_the_first_backup_is_refused_and_nothing_stops(host, operator_inventory):
+@pytest.mark.parametrize("target", ["2000-01-01 00:00:00+00", "2999-01-01 00:00:00+00"], ids=["before", "future"])
+def test_target_outside_the_backups_is_refused_and_nothing_stops(host, operator_inventory, target):
     started = superuser_sql(host, "SELECT pg_postmaster_start_time()")
 
-    proc, summary = installer(operator_inventory, "restore", "--target-time", "2000-01-01 00:00:00+00")
+    proc, summary = installer(operator_inventory, "restore", "--target-time", target)
 
     assert proc.returncode == 1
     # One message (shown as it happens and again in the end summary), not one per step.
     said = sorted({line.strip() for line in (proc.stdout + proc.stderr).splitlines() if "Cannot restore to" in line})
     assert len(said) == 1, f"expected one message, got {said}"
-    assert "Cannot restore to 2000-01-01 00:00:00+00: the backups and archived WAL cover" in said[0]
+    assert f"Cannot restore to {target}: the backups and archived WAL cover" in said[0]
     assert "Nothing was stopped or changed" in said[0]
     assert len(summary["failures"]) == 1
-    assert summary["failures"][0]["message"].startswith("Cannot restore to 2000-01-01 00:00:00+00")
+    assert summary["failures"][0]["message"].startswith(f"Cannot restore to {target}")
     assert summary["restored"] == {}
     # The run ended with the check: the play that stops app containers never started.
     assert "Stop the app containers" not in Path(summary["run_log"]).read_text()
@@ -156,7 +182,8 @@ def test_restore_to_a_time_brings_back_what_was_there_then(host, operator_invent
     time.sleep(1.5)
     app_sql(host, "INSERT INTO pitr_probe VALUES ('B')")
     app_sql(host, "DROP TABLE pitr_probe")
-    backups_before, timeline_before = backups(host, "full"), timeline(host)
+    backups_before = {repo: backups(host, "full", repo) for repo in REPOSITORIES}
+    timeline_before = timeline(host)
 
     proc, summary = installer(operator_inventory, "restore", "--target-time", target)
 
@@ -165,14 +192,14 @@ def test_restore_to_a_time_brings_back_what_was_there_then(host, operator_invent
     assert superuser_sql(host, "SELECT pg_is_in_recovery()") == "f"
     app_sql(host, "INSERT INTO pitr_probe VALUES ('C')")
     assert app_sql(host, "SELECT count(*) FROM pitr_probe WHERE row_name = 'C'") == "1"
-    new_backups = set(backups(host, "full")) - set(backups_before)
-    assert len(new_backups) == 1, f"expected one new full backup, got {new_backups}"
+    new_backups = {repo: set(backups(host, "full", repo)) - set(backups_before[repo]) for repo in REPOSITORIES}
+    assert all(len(labels) == 1 for labels in new_backups.values()), f"expected one new full backup each: {new_backups}"
     assert host.run("runuser -u postgres -- pgbackrest --stanza=platform check").rc == 0
     # What the installer says it restored to, printed and in --json.
     name = testinfra_hosts[0]
     restored = summary["restored"][name]
     assert restored["target"] == target
-    assert restored["full_backup"] in new_backups
+    assert restored["full_backup"] in new_backups[1] | new_backups[2]
     assert int(restored["timeline"]) == timeline(host) > timeline_before
     assert f"Restored {name} to {target}: last transaction replayed at {restored['last_replayed']}" in proc.stdout
 
