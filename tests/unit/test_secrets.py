@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from platformctl import inventory, paths
+from platformctl import cli, inventory, paths, preflight
 from platformctl.errors import BadInput
 from platformctl.secrets import MASK, SecretStore, referenced_names
 
@@ -80,3 +80,23 @@ def test_names_come_from_the_role_defaults_that_reference_them(monkeypatch, tmp_
         (tmp_path / role / "defaults" / "main.yml").write_text(text)
     monkeypatch.setattr(paths, "ROLES", tmp_path)
     assert referenced_names(["cache", "db"]) == {"cache_password", "db_app_password"}
+
+
+MONITORING_SECRETS = {"postgresql_monitoring_password", "redis_monitoring_password", "grafana_admin_password"}
+
+
+@pytest.mark.parametrize("monitoring_group, wanted", [
+    ("", set()),
+    ("    monitoring:\n      hosts:\n        db-1:\n", MONITORING_SECRETS),
+])
+def test_monitoring_secrets_only_when_the_inventory_has_monitoring_hosts(write_inventory, monitoring_group, wanted):
+    """site.yml as it is: the data roles need these passwords only where monitoring runs."""
+    folder = write_inventory("all:\n  children:\n    postgres:\n      hosts:\n        db-1:\n"
+                             "    redis:\n      hosts:\n        db-1:\n" + monitoring_group)
+    session = cli.Session(args=None, console=None, inventory=None, documents={}, store=None,
+                          loaded=inventory.load(inventory.resolve(str(folder)), []),
+                          plays=preflight.site_plays(paths.PLAYBOOKS / "site.yml"))
+    names = session.wanted_secrets()
+    assert {"postgresql_app_password", "redis_password", "redis_app_password"} <= names
+    assert names & MONITORING_SECRETS == wanted
+

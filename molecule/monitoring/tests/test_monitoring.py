@@ -2,9 +2,14 @@
 own API (asked with curl inside the host), promtool, Redis stopped for real, and raw TCP
 from outside the host against the exporter ports.
 
+The exporters' PostgreSQL login and Redis user come from the postgresql and redis roles
+themselves (the scenario's inventory sets nothing about them), and nginx's stub_status from
+the nginx role, which purges every other file of conf.d here.
+
 Grafana itself did not run here: its package comes from Grafana's apt repository, which
 the CI machine cannot reach. Its provisioning files (data source, dashboards) are tested
-against the running Prometheus instead."""
+against the running Prometheus instead, and nginx's /grafana/ location against a stand-in
+HTTP server on Grafana's port."""
 
 from __future__ import annotations
 
@@ -27,6 +32,9 @@ SCENARIO = Path(__file__).resolve().parents[1]
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
 testinfra_hosts = RUNNER.get_hosts("monitoring")
 assert testinfra_hosts, f"no host of group monitoring in {INVENTORY}: every test would be skipped"
+
+SECRETS = yaml.safe_load((SCENARIO / "molecule.yml").read_text())["provisioner"]["inventory"]["group_vars"]["all"][
+    "platform_secrets"]
 
 PROMETHEUS = "http://127.0.0.1:9090"
 ALERTMANAGER = "http://127.0.0.1:9093"
@@ -202,7 +210,8 @@ def alert_states(host, name: str) -> set[str]:
 
 def test_redis_down_alert_fires_and_verify_reports_it(host):
     """Stops Redis for real: RedisDown turns pending, then firing within its 15 s window,
-    reaches Alertmanager, and two of the role's verify probes fail naming it."""
+    reaches Alertmanager, and two probes of playbooks/verify.yml (installer.py verify) fail
+    naming it."""
     assert not alert_states(host, "RedisDown")
     host.check_output("systemctl stop redis-server")
     try:
@@ -216,13 +225,14 @@ def test_redis_down_alert_fires_and_verify_reports_it(host):
                                             if a["labels"]["alertname"] == "RedisDown"], 30)
         assert in_alertmanager, "Alertmanager did not receive RedisDown"
 
+        # installer.py verify runs playbooks/verify.yml and lists each failed probe's message.
         project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
         env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CONFIG=str(project / "ansible.cfg"),
                    ANSIBLE_ROLES_PATH=str(project / "roles"))
         probes = subprocess.run(
             [str(Path(sys.executable).parent / "ansible-playbook"), "-i", INVENTORY,
-             str(SCENARIO / "verify_probes.yml")],
-            env=env, capture_output=True, text=True, timeout=300, check=False)
+             str(project / "playbooks" / "verify.yml"), "--tags", "monitoring"],
+            env=env, capture_output=True, text=True, timeout=600, check=False)
         assert probes.returncode == 0, probes.stdout
         report = " ".join(probes.stdout.split())
         assert "Exporters that cannot reach their service: redis" in report, probes.stdout
@@ -231,3 +241,74 @@ def test_redis_down_alert_fires_and_verify_reports_it(host):
     finally:
         host.check_output("systemctl start redis-server")
     assert wait_for(lambda: not alert_states(host, "RedisDown"), 60), "RedisDown did not clear after Redis came back"
+
+
+def psql_as_monitoring(host, sql: str, database: str = "postgres"):
+    return host.run("PGPASSWORD=%s psql -h 127.0.0.1 -U monitoring -d %s -XtAc %s",
+                    SECRETS["postgresql_monitoring_password"], database, sql)
+
+
+def test_postgresql_role_made_the_monitoring_login(host):
+    """No postgresql_users entry here: the postgresql role created the login (pg_monitor
+    only) because group monitoring has a host, and pg_hba admits it to `postgres` only."""
+    roles = psql_as_monitoring(host, "SELECT pg_has_role('pg_monitor', 'MEMBER'), rolsuper, rolcreaterole, "
+                                     "rolcreatedb, rolreplication FROM pg_roles WHERE rolname = current_user")
+    assert roles.rc == 0, roles.stderr
+    assert roles.stdout.strip() == "t|f|f|f|f"
+    other_database = psql_as_monitoring(host, "SELECT 1", database="platform")
+    assert other_database.rc != 0 and "no pg_hba.conf entry" in other_database.stderr, other_database.stderr
+    write = psql_as_monitoring(host, "CREATE TABLE monitoring_may_not (id int)")
+    assert write.rc != 0 and "permission denied" in write.stderr, write.stderr
+
+
+def redis_as_monitoring(host, *command: str):
+    return host.run("redis-cli --no-auth-warning --user monitoring --pass %s" + " %s" * len(command),
+                    SECRETS["redis_monitoring_password"], *command)
+
+
+def test_redis_role_made_the_monitoring_user(host):
+    """No redis_extra_users here: the redis role wrote the user, which may run INFO and no
+    command that reads or writes data or configuration."""
+    info = redis_as_monitoring(host, "INFO", "server")
+    assert info.rc == 0 and "redis_version:" in info.stdout, info.stdout + info.stderr
+    for command in (["GET", "session"], ["SET", "session", "1"], ["KEYS", "*"], ["CONFIG", "GET", "maxmemory"],
+                    ["ACL", "LIST"]):
+        denied = redis_as_monitoring(host, *command)
+        assert "NOPERM" in denied.stdout + denied.stderr, (command, denied.stdout, denied.stderr)
+
+
+def test_stub_status_survives_the_purge(host):
+    """nginx_purge_unmanaged removed the stray file prepare.yml left in conf.d; the
+    stub_status server is in the nginx role's own site file, so it stayed."""
+    assert not host.file("/etc/nginx/conf.d/stray.conf").exists
+    assert host.file("/etc/nginx/conf.d").listdir() == ["platform.conf"]
+    page = host.check_output("curl -fsS --max-time 5 http://127.0.0.1:%s/stub_status", str(STUB_STATUS_PORT))
+    assert page.startswith("Active connections:"), page
+
+
+def grafana_through_nginx(host, path: str) -> str:
+    return host.check_output(
+        "curl -sk --max-time 10 --resolve platform.test:443:127.0.0.1 -w ' %%{http_code}' https://platform.test%s",
+        path)
+
+
+def test_grafana_is_served_at_its_sub_path(host):
+    """Grafana itself did not run (no package here). The nginx role's /grafana/ location is
+    rendered without an nginx login (Grafana has its own), nginx -t accepts it, and nginx
+    passes requests with their path to Grafana's port, where a stand-in HTTP server answers."""
+    site = host.file("/etc/nginx/conf.d/platform.conf").content_string
+    assert re.search(r"location /grafana/ \{\s*proxy_pass http://127\.0\.0\.1:3000;\s*\}", site), site
+    assert "auth_basic" not in site
+    check = host.run("nginx -t")
+    assert check.rc == 0, check.stderr
+    assert grafana_through_nginx(host, "/grafana/standin.txt").endswith(" 502"), "nothing listens on 3000 yet"
+    host.check_output("mkdir -p /run/grafana-standin/grafana && echo stand-in-grafana"
+                      " > /run/grafana-standin/grafana/standin.txt")
+    host.check_output("systemd-run --unit=grafana-standin python3 -m http.server 3000 --bind 127.0.0.1"
+                      " --directory /run/grafana-standin")
+    try:
+        answer = wait_for(lambda: (reply := grafana_through_nginx(host, "/grafana/standin.txt")).endswith(" 200")
+                          and reply, 20, 1)
+        assert answer == "stand-in-grafana\n 200", answer
+    finally:
+        host.run("systemctl stop grafana-standin")
