@@ -1,6 +1,7 @@
-"""installer.py against real test hosts: after the first install (converge), a rerun
-changes nothing, check finds no drift, hand-made drift is reported and then repaired,
-and the summary JSON agrees with ansible's own recap."""
+"""installer.py against a real test host in every group: after the first install (converge:
+check on the fresh host, two interrupted installs, then the install), verify passes, a rerun
+changes nothing, check finds no drift, drift made by hand in five services is reported item
+by item and then repaired, and the summary JSON agrees with ansible's own recap."""
 
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ import pytest
 
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
-INVENTORY = EPHEMERAL / "inventory"
+INVENTORY = EPHEMERAL / "platform-inventory"
 RECAP = re.compile(r"^(\S+)\s+:\s+(ok=.*)$", re.MULTILINE)
+ROLES = ("common", "firewall", "docker", "postgresql", "redis", "ollama", "app", "nginx")
+NGINX_SITE = "/etc/nginx/conf.d/platform.conf"
+POSTGRESQL_CONF = "/etc/postgresql/15/main/postgresql.conf"
 
 
 def installer(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PLATFORMCTL_SECRETS_DIR=str(EPHEMERAL / "secrets"))
+    env = dict(os.environ, PLATFORMCTL_SECRETS_DIR=str(EPHEMERAL / "secrets"), COLUMNS="250")
     proc = subprocess.run([sys.executable, "installer.py", *args, "--inventory", str(INVENTORY)],
                           cwd=PROJECT, env=env, text=True, capture_output=True, check=False)
     print(proc.stdout, proc.stderr)
@@ -40,11 +44,41 @@ def printed_recap(document: dict) -> dict[str, dict[str, int]]:
     return recap
 
 
+def work_mem(host) -> str:
+    return host.check_output("runuser -u postgres -- psql -Atc 'SHOW work_mem'")
+
+
 def test_first_install_summary_agrees_with_ansible_recap():
     document = summary("install.json")
     assert document["exit_code"] == 0
     assert document["hosts"] == printed_recap(document)
     assert all(counts["changed"] > 0 for counts in document["hosts"].values())
+
+
+def test_check_on_the_fresh_host_reported_what_install_would_do():
+    document = summary("check-fresh.json")
+    assert document["exit_code"] == 2
+    assert document["failures"] == []
+    drifted_roles = {item["role"] for item in document["drift"]}
+    assert {"common", "docker", "postgresql", "redis", "ollama", "nginx"} <= drifted_roles, drifted_roles
+
+
+def test_verify_probes_every_role():
+    proc = installer("verify", "--json", str(EPHEMERAL / "verify.json"))
+    assert proc.returncode == 0
+    assert "Verify: health probes" in proc.stdout
+    probes = summary("verify.json")["probes"]
+    assert {p["role"] for p in probes} >= set(ROLES), probes
+    assert all(p["result"] == "pass" for p in probes), probes
+    for probe in probes:  # the table shows each one
+        assert probe["probe"] in proc.stdout
+
+
+def test_app_answers_through_nginx(host):
+    answer = json.loads(host.check_output(
+        "curl -sfk --resolve e2e.test:443:127.0.0.1 https://e2e.test/api/health"))
+    assert answer["status"] == "ok"
+    assert set(answer["urls"]) == {"DATABASE_URL", "REDIS_URL", "OLLAMA_BASE_URL"}
 
 
 def test_rerun_changes_nothing():
@@ -63,19 +97,39 @@ def test_check_on_a_clean_install_exits_0():
 
 @pytest.fixture
 def drifted_host(host):
-    """Edit a managed file by hand on one test host."""
-    host.run_expect([0], "sed -i 's/^net.ipv4.tcp_syncookies.*/net.ipv4.tcp_syncookies = 0/' "
-                         "/etc/sysctl.d/60-platform.conf")
-    return host.backend.get_hostname()
+    """Drift made by hand in five services of the test host."""
+    wanted = {"work_mem": work_mem(host), "ufw": sorted(host.check_output("ufw status").splitlines())}
+    host.run_expect([0], f"echo '# edited by hand' >> {NGINX_SITE}")
+    host.run_expect([0], "systemctl stop redis-server")
+    host.run_expect([0], f"sed -i 's/^work_mem = .*/work_mem = 77MB/' {POSTGRESQL_CONF} && "
+                         "systemctl reload postgresql@15-main")
+    assert work_mem(host) == "77MB"
+    host.run_expect([0], "ufw delete allow 443/tcp")
+    assert "443/tcp" not in host.check_output("ufw status")
+    host.run_expect([0], "docker stop api-1")
+    return host, wanted
 
 
-def test_drift_is_reported_then_repaired(host, drifted_host):
+def test_drift_is_reported_item_by_item_then_repaired(drifted_host):
+    host, wanted = drifted_host
+    name = host.backend.get_hostname()
     proc = installer("check", "--json", str(EPHEMERAL / "drift.json"))
     assert proc.returncode == 2
-    drift = summary("drift.json")["drift"]
-    assert any(item["host"] == drifted_host and item["role"] == "common" for item in drift), drift
-    assert any("tcp_syncookies" in item["diff"] for item in drift), drift
+    drift = [item for item in summary("drift.json")["drift"] if item["host"] == name]
+    expected = {
+        "the hand-edited nginx site": lambda i: i["role"] == "nginx" and "edited by hand" in i["diff"],
+        "the stopped Redis": lambda i: i["role"] == "redis" and "start" in i["task"].lower(),
+        "the PostgreSQL setting": lambda i: i["role"] == "postgresql" and "work_mem = 77MB" in i["diff"],
+        "the deleted UFW rule": lambda i: i["role"] == "firewall" and "rule" in i["task"].lower(),
+        "the stopped app container": lambda i: i["role"] == "app" and "api-1" in i["task"],
+    }
+    missing = [what for what, found in expected.items() if not any(found(item) for item in drift)]
+    assert not missing, (missing, drift)
 
     assert installer().returncode == 0
-    assert host.file("/etc/sysctl.d/60-platform.conf").contains("^net.ipv4.tcp_syncookies = 1")
+    assert not host.file(NGINX_SITE).contains("edited by hand")
+    assert host.service("redis-server").is_running
+    assert work_mem(host) == wanted["work_mem"]
+    assert sorted(host.check_output("ufw status").splitlines()) == wanted["ufw"]
+    assert host.docker("api-1").is_running
     assert installer("check").returncode == 0
