@@ -1,0 +1,133 @@
+"""installer.py on three hosts (converge.yml): the edge host's nginx routes to the app host,
+whose app container reaches PostgreSQL and Redis on the data host; those accept only the
+app host; a rerun changes nothing. Every install ends with installer.py's verify probes
+and exits 1 when one fails, so the first install (converge.yml) and the rerun here both
+prove that verify passes. The app is the demo app
+(tests/demo_app) and Ollama a STAND-IN release (tests/ollama_standin), both from local
+archives. Probes go from inside the test hosts (docker exec) and from this process, only
+to the test hosts' own addresses and the ports under test."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+INVENTORY = EPHEMERAL / "platform-inventory"
+EDGE, APP, DATA = "multinode-edge", "multinode-app", "multinode-data"
+DOMAIN = "multinode.test"
+GATEWAY = "172.31.0.1"  # platform_network_gateway: Ollama runs on the app host itself
+TIMEOUT = 3
+
+
+def installer(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PLATFORMCTL_SECRETS_DIR=str(EPHEMERAL / "secrets"))
+    proc = subprocess.run([sys.executable, "installer.py", *args, "--inventory", str(INVENTORY)],
+                          cwd=PROJECT, env=env, text=True, capture_output=True, check=False)
+    print(proc.stdout, proc.stderr)
+    return proc
+
+
+@cache
+def address_of(name: str) -> str:
+    return subprocess.run(
+        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name],
+        capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+
+
+def run_in(name: str, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", "exec", name, *argv], capture_output=True, text=True, timeout=60, check=False)
+
+
+def connects(container: str, address: str, port: int, *, inner: str = "") -> bool:
+    """Whether a new TCP connection from the test host (or from its app container `inner`) gets through."""
+    probe = f"import socket; socket.create_connection(('{address}', {port}), timeout={TIMEOUT})"
+    inner_exec = ["docker", "exec", inner] if inner else []
+    return run_in(container, *inner_exec, "python3", "-c", probe).returncode == 0
+
+
+@cache
+def app_environment() -> dict[str, str]:
+    """The environment the app role gave the app container on the app host."""
+    out = run_in(APP, "docker", "inspect", "-f", "{{json .Config.Env}}", "api-1")
+    assert out.returncode == 0, out.stderr
+    return dict(item.split("=", 1) for item in json.loads(out.stdout))
+
+
+def test_install_succeeded():
+    assert json.loads((EPHEMERAL / "install.json").read_text())["exit_code"] == 0
+
+
+def test_app_gets_urls_of_the_services_on_other_hosts():
+    env = app_environment()
+    assert urlsplit(env["DATABASE_URL"]).hostname == address_of(DATA)
+    assert urlsplit(env["REDIS_URL"]).hostname == address_of(DATA)
+    assert urlsplit(env["OLLAMA_BASE_URL"]).hostname == GATEWAY
+
+
+def test_app_container_reaches_postgresql_and_redis_across_hosts():
+    env = app_environment()
+    for url in (env["DATABASE_URL"], env["REDIS_URL"]):
+        parts = urlsplit(url)
+        assert connects(APP, parts.hostname, parts.port, inner="api-1"), url
+
+
+def test_app_credentials_work_from_the_app_host():
+    env = app_environment()
+    # psql and redis-cli with the URLs and credentials the app container got.
+    psql = run_in(APP, "psql", env["DATABASE_URL"], "-tAc", "select current_user")
+    assert (psql.returncode, psql.stdout.strip()) == (0, "platform"), psql.stderr
+    redis = urlsplit(env["REDIS_URL"])
+    cli = run_in(APP, "env", f"REDISCLI_AUTH={redis.password}", "redis-cli", "-h", redis.hostname,
+                 "-p", str(redis.port), "--user", redis.username, "ping")
+    assert cli.stdout.strip() == "PONG", cli.stdout + cli.stderr
+
+
+def test_app_container_reaches_ollama_on_its_host():
+    url = f"{app_environment()['OLLAMA_BASE_URL']}/api/version"
+    probe = f"import urllib.request; print(urllib.request.urlopen('{url}', timeout={TIMEOUT}).read().decode())"
+    out = run_in(APP, "docker", "exec", "api-1", "python3", "-c", probe)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["version"] == "0.12.6"
+
+
+@pytest.mark.parametrize("port", [5432, 6379])
+def test_data_services_accept_only_the_app_host(port):
+    data = address_of(DATA)
+    assert connects(APP, data, port)
+    assert not connects(EDGE, data, port)
+
+
+def test_ollama_and_the_app_port_are_closed_to_other_hosts():
+    app = address_of(APP)
+    assert not connects(EDGE, app, 11434)
+    assert not connects(DATA, app, 11434)
+    # The app's published port is for the edge host's nginx only (DOCKER-USER rules).
+    assert connects(EDGE, app, 8000)
+    assert not connects(DATA, app, 8000)
+
+
+def test_nginx_on_the_edge_routes_to_the_app_host():
+    result = subprocess.run(
+        ["curl", "-sS", "--fail", "--max-time", "5", "--insecure", "--resolve", f"{DOMAIN}:443:{address_of(EDGE)}",
+         f"https://{DOMAIN}/api/health"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    health = json.loads(result.stdout)
+    assert health["status"] == "ok"
+    assert health["urls"]["DATABASE_URL"]["host"] == address_of(DATA)
+
+
+def test_rerun_changes_nothing():
+    proc = installer("--json", str(EPHEMERAL / "rerun.json"))
+    assert proc.returncode == 0
+    hosts = json.loads((EPHEMERAL / "rerun.json").read_text())["hosts"]
+    assert set(hosts) == {EDGE, APP, DATA}
+    assert {host: counts["changed"] for host, counts in hosts.items()} == dict.fromkeys(hosts, 0)
