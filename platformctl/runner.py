@@ -104,15 +104,18 @@ class RunState:
         elif kind == "runner_on_start":
             self.active_hosts.add(data.get("host", ""))
         elif kind in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable", "runner_on_skipped"):
-            self._result(kind, data)
+            self._result(kind, data, str(event.get("stdout") or ""))
         elif kind == "playbook_on_stats":
             self._stats(data)
 
-    def _result(self, kind: str, data: dict[str, Any]) -> None:
+    def _result(self, kind: str, data: dict[str, Any], printed: str) -> None:
         self.results += 1
         host = data.get("host", "")
         self.active_hosts.discard(host)
         res = data.get("res") or {}
+        if "censored" in res and "changed" not in res:
+            # A no_log result reaches events without its changed flag; ansible's own line has it.
+            res = {**res, "changed": any(line.startswith("changed:") for line in printed.splitlines())}
         role, task = data.get("role", ""), data.get("task", "")
         status = {"runner_on_ok": "changed" if res.get("changed") else "ok", "runner_on_failed": "failed",
                   "runner_on_unreachable": "unreachable", "runner_on_skipped": "skipped"}[kind]

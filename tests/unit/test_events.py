@@ -117,3 +117,14 @@ def test_live_display_shows_current_task_and_hosts():
     text = console.export_text()
     assert "task 2: sample : Write the sample file" in text
     assert "on: " in text and (("web-1" in text) or ("db-1" in text))
+
+
+def test_a_no_log_task_that_changed_is_drift():
+    """no_log censors the result in the event (changed flag included): the printed line tells."""
+    state = RunState()
+    censored = {"censored": "the output has been hidden due to the fact that 'no_log: true' was specified"}
+    for line, task in (("changed: [web-1]", "Start api-1"), ("ok: [web-1]", "Start api-2")):
+        state.handle({"event": "runner_on_ok", "stdout": f"\r\nTASK [app : {task}] ***\r\n{line}",
+                      "event_data": {"host": "web-1", "role": "app", "task": task, "res": censored}})
+    assert [(c.task, c.diff) for c in state.changes] == [("Start api-1", "")]
+    assert exit_code("check", state) == ExitCode.DRIFT
