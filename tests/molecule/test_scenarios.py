@@ -4,6 +4,9 @@ sequence has no idempotence step, check reruns and check mode through installer.
 their own tests instead.
 
     pytest tests/molecule -k firewall        # one scenario
+
+Scenarios in SLOW run only with PLATFORM_TEST_SLOW=1: they would not fit CI's 90 minutes
+beside the others.
 """
 
 from __future__ import annotations
@@ -18,7 +21,28 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
+# Minutes each scenario took on the 2-core machine with four scenarios running (2026-11-22).
+MINUTES = {"multinode": 46, "e2e": 45, "edge": 44, "monitoring": 35, "ollama": 35, "pitr": 30, "firewall": 25,
+           "redis": 19, "postgresql": 22, "docker": 17, "common": 17, "nvidia_container_toolkit": 5,
+           "nvidia_driver": 3, "nvidia_driver_forced": 77}
+# The NVIDIA driver's DKMS build: an hour on that machine.
+SLOW = {"nvidia_driver_forced"}
+RUN_SLOW = os.environ.get("PLATFORM_TEST_SLOW") == "1"
+
+
+def scheduled(names: list[str], workers: int) -> list[str]:
+    """Longest first, one per worker at the start: pytest-xdist (--dist load
+    --maxschedchunk 1) hands each worker two tests at first, so the `workers` longest go
+    first in each pair and the next longest second."""
+    skipped = set() if RUN_SLOW else SLOW
+    longest = sorted(names, key=lambda name: (name in skipped, -MINUTES.get(name, 20), name))
+    first, second = longest[:workers], longest[workers:2 * workers]
+    pairs = [name for pair in zip(first, second + [None] * len(first)) for name in pair if name]
+    return pairs + [name for name in longest if name not in pairs]
+
+
+SCENARIOS = scheduled([p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml")],
+                      int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+ok=\d+\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
                    r"\s+failed=(?P<failed>\d+)", re.MULTILINE)
 
@@ -48,6 +72,8 @@ def check_mode_recap(output: str) -> list[tuple[str, int, int, int]]:
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_scenario(scenario: str) -> None:
+    if scenario in SLOW and not RUN_SLOW:
+        pytest.skip(f"{scenario} is slow ({MINUTES[scenario]} min): PLATFORM_TEST_SLOW=1 runs it")
     try:
         sequence = molecule("test", "-s", scenario, "--destroy", "never")
         assert sequence.returncode == 0, f"molecule test -s {scenario} failed (output above)"
