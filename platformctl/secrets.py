@@ -41,7 +41,10 @@ def referenced_names(roles: Iterable[str]) -> set[str]:
     for role in roles:
         defaults = paths.ROLES / role / "defaults" / "main.yml"
         if defaults.is_file():
-            for match in SECRET_REFERENCE.finditer(defaults.read_text(encoding="utf-8")):
+            # Comments may show a reference as an example: only settings count.
+            settings = "\n".join(line for line in defaults.read_text(encoding="utf-8").splitlines()
+                                 if not line.lstrip().startswith("#"))
+            for match in SECRET_REFERENCE.finditer(settings):
                 names.add(match.group(1) or match.group(2))
     return names
 

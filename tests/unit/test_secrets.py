@@ -72,7 +72,8 @@ def test_mask_hides_every_secret_value(store):
 
 def test_names_come_from_the_role_defaults_that_reference_them(monkeypatch, tmp_path):
     for role, text in {
-        "cache": "cache_password: \"{{ platform_secrets.cache_password }}\"\n",
+        "cache": "# for example \"{{ platform_secrets.cache_key }}\"\n"
+                 "cache_password: \"{{ platform_secrets.cache_password }}\"\n",
         "db": "db_users:\n  - password: \"{{ platform_secrets['db_app_password'] }}\"\n",
         "unused": "unused_token: \"{{ platform_secrets.unused_token }}\"\n",
     }.items():
