@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
+from reach import address_of, connects
 
 TIMEOUT = 3
 SCENARIO = Path(__file__).resolve().parents[1]
@@ -18,12 +18,7 @@ SCENARIO = Path(__file__).resolve().parents[1]
 
 def outside_address(host) -> str:
     """The test host's own address, as the test process (outside the host) reaches it."""
-    name = host.backend.host
-    out = subprocess.run(
-        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", name],
-        check=True, capture_output=True, text=True).stdout.split()
-    assert out, f"no address for {name}"
-    return out[0]
+    return address_of(host.backend.host)
 
 
 def test_engine_runs(host):
@@ -66,14 +61,6 @@ def test_default_publish_binds_loopback_only(host):
     bindings = json.loads(host.check_output(
         "docker inspect -f '{{json .NetworkSettings.Ports}}' probe-loopback"))["8000/tcp"]
     assert {b["HostIp"] for b in bindings} == {"127.0.0.1"}
-
-
-def connects(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=TIMEOUT):
-            return True
-    except OSError:
-        return False
 
 
 def test_loopback_published_port_closed_from_outside(host):

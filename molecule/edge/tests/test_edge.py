@@ -8,11 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
+from reach import address_of, connects
 
 DOMAIN = "platform.test"
 GATEWAY = "172.31.0.1"
@@ -25,11 +25,7 @@ TIMEOUT = "5"
 @pytest.fixture(scope="module")
 def address(host) -> str:
     """The test host's own address, as this process (outside the host) reaches it."""
-    out = subprocess.run(
-        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", host.backend.host],
-        check=True, capture_output=True, text=True).stdout.split()
-    assert out, f"no address for {host.backend.host}"
-    return out[0]
+    return address_of(host.backend.host)
 
 
 def curl(address: str, *args: str, port: int = 443) -> subprocess.CompletedProcess:
@@ -136,14 +132,6 @@ def test_unknown_host_names_are_closed(address):
     tls = curl(address, f"https://{address}/")
     assert tls.returncode == 35, tls.stderr  # the handshake was refused
     assert "unrecognized name" in tls.stderr
-
-
-def connects(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=3):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.mark.parametrize(("port", "open_"), [(22, True), (80, True), (443, True), (8000, False), (8001, False)])

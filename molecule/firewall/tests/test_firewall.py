@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from reach import address_of, connects, connects_from
 
 TIMEOUT = 3
 TAG = "platform-managed"
@@ -24,31 +25,9 @@ REPORT_TASK = "firewall : Warn about the firewall rules this role did not make"
 UPDATE_TASK = "firewall : Bring the firewall rules up to date"
 
 
-def address_of(name: str) -> str:
-    return subprocess.run(
-        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name],
-        capture_output=True, text=True, check=True, timeout=30,
-    ).stdout.strip()
-
-
 @pytest.fixture
 def address(host) -> str:
     return address_of(host.backend.get_hostname())
-
-
-def accepts(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=TIMEOUT):
-            return True
-    except OSError:
-        return False
-
-
-def accepts_from(container: str, address: str, port: int) -> bool:
-    """Whether a new connection from inside another test container gets through."""
-    probe = f"import socket; socket.create_connection(('{address}', {port}), timeout={TIMEOUT})"
-    return subprocess.run(["docker", "exec", container, "python3", "-c", probe],
-                          capture_output=True, timeout=30, check=False).returncode == 0
 
 
 def test_ssh_answers_from_outside(address):
@@ -72,32 +51,32 @@ def test_port_in_use_is_kept_open_for_its_peer_only(host, address):
     # prepare.yml holds a connection from the controller (this machine) to 2345; the
     # settings do not name the port, so only the lockout protection lets new ones in.
     assert host.check_output("ss -Htn state established sport = :2345")
-    assert accepts(address, 2345)
+    assert connects(address, 2345)
     name = host.backend.get_hostname()
     other = next(n for n in ("firewall-debian12", "firewall-debian13") if n != name)
-    assert not accepts_from(other, address, 2345)
+    assert not connects_from(other, address, 2345)
 
 
 def test_private_port_is_blocked_although_it_listens(host, address):
     assert host.socket("tcp://0.0.0.0:8080").is_listening
     fetch = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/', timeout=3)"
     assert host.run(f'python3 -c "{fetch}"').rc == 0
-    assert not accepts(address, 8080)
+    assert not connects(address, 8080)
 
 
 def test_database_port_is_open_to_the_app_host_only(host):
     # 5432 listens on both hosts; only DATA_HOST is in group postgres.
     assert host.socket("tcp://0.0.0.0:5432").is_listening
-    assert not accepts(address_of(DATA_HOST), 5432)
-    assert accepts_from(APP_HOST, address_of(DATA_HOST), 5432)
+    assert not connects(address_of(DATA_HOST), 5432)
+    assert connects_from(APP_HOST, address_of(DATA_HOST), 5432)
 
 
 def test_exporter_is_open_to_the_monitoring_host_only(host):
     # The node exporter's port (stand-in listener) on the host that is not the monitoring host.
-    assert not accepts(address_of(APP_HOST), 9100)
-    assert accepts_from(DATA_HOST, address_of(APP_HOST), 9100)
+    assert not connects(address_of(APP_HOST), 9100)
+    assert connects_from(DATA_HOST, address_of(APP_HOST), 9100)
     # The monitoring host scrapes itself over loopback: no rule opens its exporters.
-    assert not accepts_from(APP_HOST, address_of(DATA_HOST), 9100)
+    assert not connects_from(APP_HOST, address_of(DATA_HOST), 9100)
 
 
 # The rules each host must hold besides SSH, by the groups it is in: (ufw target, comment).

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from reach import address_of, connects_from
 
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
@@ -36,22 +37,8 @@ def installer(*args: str) -> subprocess.CompletedProcess:
     return proc
 
 
-@cache
-def address_of(name: str) -> str:
-    return subprocess.run(
-        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name],
-        capture_output=True, text=True, check=True, timeout=30).stdout.strip()
-
-
 def run_in(name: str, *argv: str) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", "exec", name, *argv], capture_output=True, text=True, timeout=60, check=False)
-
-
-def connects(container: str, address: str, port: int, *, inner: str = "") -> bool:
-    """Whether a new TCP connection from the test host (or from its app container `inner`) gets through."""
-    probe = f"import socket; socket.create_connection(('{address}', {port}), timeout={TIMEOUT})"
-    inner_exec = ["docker", "exec", inner] if inner else []
-    return run_in(container, *inner_exec, "python3", "-c", probe).returncode == 0
 
 
 @cache
@@ -77,7 +64,7 @@ def test_app_container_reaches_postgresql_and_redis_across_hosts():
     env = app_environment()
     for url in (env["DATABASE_URL"], env["REDIS_URL"]):
         parts = urlsplit(url)
-        assert connects(APP, parts.hostname, parts.port, inner="api-1"), url
+        assert connects_from(APP, parts.hostname, parts.port, inner="api-1"), url
 
 
 def test_app_credentials_work_from_the_app_host():
@@ -102,17 +89,17 @@ def test_app_container_reaches_ollama_on_its_host():
 @pytest.mark.parametrize("port", [5432, 6379])
 def test_data_services_accept_only_the_app_host(port):
     data = address_of(DATA)
-    assert connects(APP, data, port)
-    assert not connects(EDGE, data, port)
+    assert connects_from(APP, data, port)
+    assert not connects_from(EDGE, data, port)
 
 
 def test_ollama_and_the_app_port_are_closed_to_other_hosts():
     app = address_of(APP)
-    assert not connects(EDGE, app, 11434)
-    assert not connects(DATA, app, 11434)
+    assert not connects_from(EDGE, app, 11434)
+    assert not connects_from(DATA, app, 11434)
     # The app's published port is for the edge host's nginx only (DOCKER-USER rules).
-    assert connects(EDGE, app, 8000)
-    assert not connects(DATA, app, 8000)
+    assert connects_from(EDGE, app, 8000)
+    assert not connects_from(DATA, app, 8000)
 
 
 def test_nginx_on_the_edge_routes_to_the_app_host():
