@@ -184,12 +184,14 @@ DEFAULT_MINIMUMS: dict[str, dict[str, int]] = {
     "monitoring": {"memory_mb": 1800, "disk_free_gb": 10},
 }
 # Ports each group's services listen on, and the process that may already hold each.
+# ss names a process by the first 15 characters of its name, as the kernel keeps them.
+PROCESS_NAME_LENGTH = 15
 GROUP_PORTS: dict[str, dict[int, tuple[str, ...]]] = {
     "edge": {80: ("nginx",), 443: ("nginx",)},
     "postgres": {5432: ("postgres",)},
     "redis": {6379: ("redis-server",)},
     "ollama": {11434: ("ollama",)},
-    "monitoring": {9090: ("prometheus",), 9093: ("alertmanager",)},
+    "monitoring": {9090: ("prometheus",), 9093: ("prometheus-alertmanager",)},
 }
 DATA_PATH = "/var/lib"
 
@@ -265,7 +267,7 @@ def _ports(probe: dict[str, Any], host_vars: dict[str, Any]) -> Iterator[Finding
     for group in probe.get("groups") or []:
         for port, owners in GROUP_PORTS.get(group, {}).items():
             holders = listeners.get(port, set())
-            if holders and not holders & set(owners):
+            if holders and not holders & {owner[:PROCESS_NAME_LENGTH] for owner in owners}:
                 yield ("port", f"{port}/tcp held by {', '.join(sorted(holders))}",
                        f"free it for {owners[0]} ({group}): stop or move that service", True)
 

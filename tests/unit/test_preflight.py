@@ -50,6 +50,14 @@ def test_a_port_held_by_our_own_service_is_fine():
     assert "port" not in checks(found)
 
 
+def test_every_port_of_an_installed_host_in_every_group_is_ours():
+    """ss -Hltnp as recorded on the e2e host after an install (its Redis line from the redis
+    scenario's host): ss shows process names cut at 15 characters ("prometheus-aler")."""
+    listening = (Path(__file__).parent / "events" / "listening_after_install.txt").read_text().splitlines()
+    groups = ["edge", "app", "postgres", "redis", "ollama", "gpu", "monitoring"]
+    assert "port" not in checks(probe(listening=listening, groups=groups))
+
+
 def test_disk_is_measured_on_the_mount_that_holds_the_data():
     found = probe(mounts={"/": 100 * GIB, "/var/lib": 3 * GIB})
     assert checks(found)["free disk"] == ("3.0 GB free for /var/lib", True)

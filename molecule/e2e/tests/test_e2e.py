@@ -21,6 +21,9 @@ RECAP = re.compile(r"^(\S+)\s+:\s+(ok=.*)$", re.MULTILINE)
 ROLES = ("common", "firewall", "docker", "postgresql", "redis", "ollama", "app", "nginx")
 NGINX_SITE = "/etc/nginx/conf.d/platform.conf"
 POSTGRESQL_CONF = "/etc/postgresql/15/main/postgresql.conf"
+# Every test on the test host, so that pytest keeps this file's order (it groups tests by
+# the host testinfra parametrizes them with): the drift test must come last.
+pytestmark = pytest.mark.usefixtures("host")
 
 
 def installer(*args: str) -> subprocess.CompletedProcess:
