@@ -109,3 +109,23 @@ def test_argument_spec_rejects_a_wrong_type(host, tmp_path):
     assert "Validating arguments against arg spec" in run.stdout
     assert "common_sysctl" in run.stdout
     assert "unable to convert to dict" in run.stdout
+
+
+def test_a_package_left_half_unpacked_is_reinstalled(host, tmp_path):
+    """The dpkg state a run killed while apt unpacked a package leaves (seen in e2e: dpkg cannot
+    configure it, and apt refuses to go on): made here by hand in dpkg's status file, for curl."""
+    host.run_expect([0], "sed -i '/^Package: curl$/,/^$/ s/^Status: install ok installed$/"
+                         "Status: install reinstreq unpacked/' /var/lib/dpkg/status")
+    assert "curl" in host.check_output("dpkg --audit")
+
+    playbook = tmp_path / "common.yml"
+    playbook.write_text("- hosts: all\n  roles: [common]\n")
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    run = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
+         "--limit", host.backend.get_hostname(), str(playbook)],
+        capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert host.check_output("dpkg --audit") == ""
+    assert host.check_output("dpkg-query -W -f '${Status}' curl") == "install ok installed"
