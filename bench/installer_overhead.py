@@ -4,6 +4,7 @@ systemd container in every group), and what it adds over ansible-playbook with t
 inventory and playbook.
 
     PATH=$PWD/.venv/bin:$PATH .venv/bin/python bench/installer_overhead.py [--rounds 3]
+        [--installed EPHEMERAL_DIR]   # a host e2e already installed: skips the first install
 
 Creates and prepares the e2e scenario's host in a molecule folder of its own and writes the
 scenario's inventory (its converge, tag e2e_inventory only). Times the first install, a
@@ -57,21 +58,27 @@ def load() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    rounds = parser.parse_args().rounds
-    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as ephemeral:
+    parser.add_argument("--installed", metavar="EPHEMERAL_DIR",
+                        help="molecule folder of an e2e host already installed (kept afterwards)")
+    args = parser.parse_args()
+    rounds = args.rounds
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as scratch:
+        ephemeral = args.installed or scratch
         env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", PY_COLORS="0", NO_COLOR="1",
                    MOLECULE_EPHEMERAL_DIRECTORY=ephemeral, PLATFORMCTL_SECRETS_DIR=f"{ephemeral}/secrets")
-        molecule(env, "destroy", "-s", "e2e", check=False)
+        if not args.installed:
+            molecule(env, "destroy", "-s", "e2e", check=False)
         try:
-            molecule(env, "create", "-s", "e2e")
-            molecule(env, "prepare", "-s", "e2e")
-            molecule(env, "converge", "-s", "e2e", "--", "--tags", "e2e_inventory")
+            if not args.installed:
+                molecule(env, "create", "-s", "e2e")
+                molecule(env, "prepare", "-s", "e2e")
+                molecule(env, "converge", "-s", "e2e", "--", "--tags", "e2e_inventory")
             folder = str(Path(ephemeral) / "platform-inventory")
             os.environ["PLATFORMCTL_SECRETS_DIR"] = env["PLATFORMCTL_SECRETS_DIR"]
             resolved = inventory.resolve(folder)
             installer = [sys.executable, "installer.py", "--inventory", folder]
-            figures = {"first install": timed(installer, env), "no-op rerun": timed(installer, env),
-                       "check": timed([*installer, "check"], env)}
+            figures = {} if args.installed else {"first install": timed(installer, env)}
+            figures.update({"no-op rerun": timed(installer, env), "check": timed([*installer, "check"], env)})
             playbook_env = dict(env, ANSIBLE_CONFIG=str(paths.ANSIBLE_CFG), ANSIBLE_ROLES_PATH=str(paths.ROLES))
             playbook_check = [str(BIN / "ansible-playbook"), "-i", str(resolved.hosts_file), "--check", "--diff",
                               "--vault-password-file", str(secrets.vault_password_file(resolved)),
@@ -81,7 +88,8 @@ def main() -> None:
                 plain.append(timed(playbook_check, playbook_env))
                 ours.append(timed([*installer, "check"], env))
         finally:
-            molecule(env, "destroy", "-s", "e2e", check=False)
+            if not args.installed:
+                molecule(env, "destroy", "-s", "e2e", check=False)
 
     print(f"host: {HOST} (Debian 12 systemd container, every group); controller: {os.cpu_count()} cores, "
           f"load after the run {load()}")
