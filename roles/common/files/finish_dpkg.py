@@ -9,8 +9,8 @@ import os
 import subprocess
 
 
-def run(*argv: str, check: bool = True) -> None:
-    subprocess.run(argv, check=check, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+def run(*argv: str) -> None:
+    subprocess.run(argv, check=True, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
 
 
 def packages_to_reinstall() -> list[str]:
