@@ -1,11 +1,10 @@
-"""installer.py's commands (DESIGN.md): install, preflight, check, verify, backup, restore, secrets."""
+"""installer.py's commands (docs/design.md): install, preflight, check, verify, backup, restore, secrets."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import fcntl
-import hashlib
 import os
 import re
 import signal
@@ -20,12 +19,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
+from platformctl import hostchecks, manifests, paths, report, runner, validation
 from platformctl import inventory as inventories
-from platformctl import paths, preflight, report, runner
 from platformctl.errors import BadInput, ExitCode, InstallerError, PreflightFailed
+from platformctl.events import RunState
 from platformctl.progress import Progress
-from platformctl.runner import RunOptions, RunOutcome, RunState, new_run_id, output_tail, run_playbook
-from platformctl.secrets import SecretStore, referenced_names
+from platformctl.runner import RunOptions, RunOutcome, new_run_id, output_tail, run_playbook
+from platformctl.secrets import DEFAULT_FORMAT, SecretStore, generate
 
 COMMANDS = {
     "install": "preflight, secrets, site.yml, verify, summary (the default)",
@@ -89,14 +89,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 @dataclass
 class Session:
-    """What every command works from: the checked inventory, the plays, the secrets."""
+    """What every command works from: the checked inventory, the roles its hosts get, the secrets."""
 
     args: argparse.Namespace
     console: Console
     inventory: inventories.Inventory
     loaded: inventories.LoadedInventory
     documents: dict
-    plays: list[preflight.Play]
+    roles: dict[str, set[str]]
     store: SecretStore
     outcomes: list[tuple[str, RunOutcome, RunState]] = field(default_factory=list)
 
@@ -106,18 +106,16 @@ class Session:
         return RunOptions(limit=a.limit, tags=a.tags, skip_tags=a.skip_tags, extra_vars=list(a.extra_vars),
                           check=a.check, diff=a.diff, verbosity=a.verbose)
 
-    def applied_roles(self) -> set[str]:
-        """Roles of the plays that run on at least one host (a role whose group is empty needs no secret)."""
-        roles = {r for play in self.plays if self.loaded.hosts(play.hosts) for r in play.roles}
-        return roles | {d for r in roles for d in preflight.role_dependencies(r)}
-
-    def wanted_secrets(self) -> set[str]:
-        names = referenced_names(self.applied_roles())
+    def wanted_secrets(self) -> dict[str, str]:
+        """Name -> format of every secret: those of the roles that run on at least one host
+        (a role whose group is empty needs none) and each app's secret_env."""
+        applied = set().union(*self.roles.values())
+        wanted = manifests.secrets_of(manifests.load_all(), applied)
         for host in self.loaded.hosts("all"):
             for app in self.loaded.host_vars(host).get("platform_apps") or []:
                 if isinstance(app, dict):
-                    names.update(str(n) for n in app.get("secret_env") or [])
-        return names
+                    wanted.update(dict.fromkeys(map(str, app.get("secret_env") or []), DEFAULT_FORMAT))
+        return wanted
 
 
 def open_session(args: argparse.Namespace, console: Console) -> Session:
@@ -126,24 +124,26 @@ def open_session(args: argparse.Namespace, console: Console) -> Session:
     documents = inventories.check_yaml(inventory)
     store = SecretStore(inventory)
     loaded = inventories.load(inventory, args.extra_vars, store.password_file)
-    plays = preflight.site_plays(paths.PLAYBOOKS / "site.yml")
-    preflight.check_collections()
+    try:
+        roles = validation.applied_roles(loaded)
+    except manifests.ManifestError as err:
+        raise BadInput(str(err)) from None
+    validation.check_collections()
     from ansible.utils.vars import load_extra_vars
 
     extra_names = set(load_extra_vars(loaded.loader))
-    preflight.check_variables(loaded, documents, plays, extra_names, args.limit)
+    validation.check_variables(loaded, documents, extra_names, args.limit)
     if args.limit and not loaded.hosts("all", args.limit):
         raise BadInput(f"--limit {args.limit}: matches no host of {inventory.display_path(inventory.hosts_file)}")
     return Session(args=args, console=console, inventory=inventory, loaded=loaded, documents=documents,
-                   plays=plays, store=store)
+                   roles=roles, store=store)
 
 
 @contextlib.contextmanager
 def exclusive(inventory: inventories.Inventory) -> Iterator[None]:
     """One run at a time per inventory: two installers on the same hosts would fight over apt and files."""
-    tag = hashlib.sha256(str(inventory.path).encode()).hexdigest()[:10]
     # Not under runs/: ansible-runner's rotation removes whatever else is there.
-    lock_file = Path(tempfile.gettempdir()) / f"platformctl-{inventory.path.name}-{tag}.lock"
+    lock_file = Path(tempfile.gettempdir()) / f"platformctl-{inventory.path.name}-{inventory.tag}.lock"
     with lock_file.open("a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -234,7 +234,7 @@ def host_preflight(session: Session) -> None:
     """Probe every host (read only), then judge what was found; exit 3 on any fatal problem."""
     with temporary_secrets(session) as extra:
         outcome, state = run(session, "preflight.yml", "preflight", check=False, extra_vars=extra)
-    problems = preflight.judge(state.facts, session.loaded)
+    problems = hostchecks.judge(state.facts, session.loaded)
     fatal = run_failed(state) or any(p.fatal for p in problems)
     if problems:
         session.console.print(report.problems_table(problems))
@@ -246,7 +246,7 @@ def host_preflight(session: Session) -> None:
 
 
 def finish(session: Session, command: str, outcome: RunOutcome, state: RunState, *, code: int,
-           steps: list[str], problems: list[preflight.Problem] | None = None,
+           steps: list[str], problems: list[hostchecks.Problem] | None = None,
            details: dict | None = None) -> int:
     report.print_end(session.console, command, state, outcome, steps)
     if session.args.json:
@@ -299,12 +299,10 @@ def temporary_secrets(session: Session) -> Iterator[list[str]]:
     """check changes nothing, not even the secrets file: missing secrets go to a temporary vault file."""
     wanted = session.wanted_secrets()
     current = session.store.load()
-    if wanted <= set(current):
+    if set(wanted) <= set(current):
         yield []
         return
-    from platformctl.secrets import generate
-
-    values = {**current, **{name: generate() for name in wanted - set(current)}}
+    values = {**current, **{name: generate(wanted[name]) for name in set(wanted) - set(current)}}
     with tempfile.NamedTemporaryFile(prefix="platformctl-secrets-", suffix=".yml") as handle:
         os.chmod(handle.name, 0o600)
         handle.write(session.store.encrypted(values))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,11 @@ class Inventory:
     path: Path
     hosts_file: Path
     variable_files: list[Path] = field(default_factory=list)
+
+    @property
+    def tag(self) -> str:
+        """Tells inventory folders of the same name apart (the vault password, the run lock)."""
+        return hashlib.sha256(str(self.path).encode()).hexdigest()[:10]
 
     def display_path(self, file: Path) -> str:
         try:
@@ -149,6 +155,13 @@ class LoadedInventory:
             return [h.name for h in self.manager.get_hosts(pattern)]
         finally:
             self.manager.subset(None)
+
+    def groups(self) -> dict[str, list[str]]:
+        """Group name -> its hosts, `all` included."""
+        return {name: list(hosts) for name, hosts in self.manager.get_groups_dict().items()}
+
+    def groups_of(self, host: str) -> list[str]:
+        return [g.name for g in self.manager.get_host(host).get_groups() if g.name != "all"]
 
     def host_vars(self, host: str) -> dict:
         return self.variables.get_vars(host=self.manager.get_host(host), include_hostvars=False)

@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.spinner import Spinner
 from rich.text import Text
 
-from platformctl.runner import RunState
+from platformctl.events import RunState
 
 
 class Progress:

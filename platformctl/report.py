@@ -10,7 +10,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from platformctl.runner import RECAP_FIELDS, RunOutcome, RunState
+from platformctl.events import RECAP_FIELDS, RunState
+from platformctl.files import atomic_write
+from platformctl.runner import RunOutcome
 
 # Tasks of a verify run that only prepare the probes.
 NOT_PROBES = {"gather_facts", "setup", "ansible.builtin.setup", "ansible.builtin.gather_facts",
@@ -95,10 +97,7 @@ def summary(command: str, inventory: str, outcome: RunOutcome, state: RunState, 
 
 
 def write_json(file: Path, document: dict[str, Any]) -> None:
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(file.name + ".tmp")
-    tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(file)
+    atomic_write(file, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
 
 
 def print_end(console: Console, command: str, state: RunState, outcome: RunOutcome, next_steps: list[str]) -> None:

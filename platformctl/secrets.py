@@ -1,68 +1,37 @@
-"""Generated secrets: created once per inventory, kept ansible-vault encrypted in
-group_vars/all/secrets.yml, never overwritten (only --rotate replaces one), never printed.
-The vault password lives in a 0600 file outside the repository."""
+"""Generated secrets: created once per inventory in the format the role manifests give them,
+kept ansible-vault encrypted in group_vars/all/secrets.yml, never overwritten (only --rotate
+replaces one), never printed. The vault password lives in a 0600 file outside the repository."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
-import secrets as random
-import string
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import yaml
 
-from platformctl import paths
 from platformctl.errors import BadInput
+from platformctl.files import atomic_write
 from platformctl.inventory import Inventory
+from platformctl.manifests import SECRET_FORMATS
 
-SECRET_REFERENCE = re.compile(r"platform_secrets(?:\.(\w+)|\[['\"](\w+)['\"]\])")
-ALPHABET = string.ascii_letters + string.digits
-LENGTH = 40
+DEFAULT_FORMAT = "alnum40"
+
 MASK = "********"
 
 
 def vault_password_file(inventory: Inventory) -> Path:
     """Where this inventory's vault password is kept: per inventory folder, outside the repo."""
     base = Path(os.environ.get("PLATFORMCTL_SECRETS_DIR", Path.home() / ".config" / "platformctl"))
-    tag = hashlib.sha256(str(inventory.path).encode()).hexdigest()[:10]
-    return base / f"vault-{inventory.path.name}-{tag}.pass"
+    return base / f"vault-{inventory.path.name}-{inventory.tag}.pass"
 
 
 def secrets_file(inventory: Inventory) -> Path:
     return inventory.path / "group_vars" / "all" / "secrets.yml"
 
 
-def referenced_names(roles: Iterable[str]) -> set[str]:
-    """Every platform_secrets.<name> that the defaults of these roles read."""
-    names: set[str] = set()
-    for role in roles:
-        defaults = paths.ROLES / role / "defaults" / "main.yml"
-        if defaults.is_file():
-            # Comments may show a reference as an example: only settings count.
-            settings = "\n".join(line for line in defaults.read_text(encoding="utf-8").splitlines()
-                                 if not line.lstrip().startswith("#"))
-            for match in SECRET_REFERENCE.finditer(settings):
-                names.add(match.group(1) or match.group(2))
-    return names
-
-
-def generate() -> str:
-    return "".join(random.choice(ALPHABET) for _ in range(LENGTH))
-
-
-def _atomic_write(file: Path, data: bytes, mode: int) -> None:
-    """Write whole or not at all: an interrupted run never leaves half a file."""
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f".{file.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(file)
+def generate(secret_format: str = DEFAULT_FORMAT) -> str:
+    return SECRET_FORMATS[secret_format]()
 
 
 class SecretStore:
@@ -79,7 +48,7 @@ class SecretStore:
             if not create:
                 return None
             self.password_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _atomic_write(self.password_file, generate().encode() + b"\n", 0o600)
+            atomic_write(self.password_file, generate().encode() + b"\n", 0o600)
             self.created_password = True
         secret = VaultSecret(self.password_file.read_bytes().strip())
         return VaultLib([("default", secret)])
@@ -109,20 +78,21 @@ class SecretStore:
         return vault.encrypt(text.encode())
 
     def save(self, values: dict[str, str]) -> None:
-        _atomic_write(self.file, self.encrypted(values), 0o600)
+        atomic_write(self.file, self.encrypted(values), 0o600)
 
-    def ensure(self, names: Iterable[str], rotate: str | None = None) -> list[str]:
-        """Create the missing secrets (and replace `rotate`); returns the names written."""
+    def ensure(self, wanted: Mapping[str, str], rotate: str | None = None) -> list[str]:
+        """Create the missing secrets of `wanted` (name -> format) and replace `rotate`;
+        returns the names written."""
         values = self.load()
         if rotate is not None and rotate not in values:
             known = ", ".join(sorted(values)) or "none yet"
             raise BadInput(f"--rotate {rotate}: no such secret in {self.inventory.display_path(self.file)} "
                            f"(known: {known})")
-        written = sorted(n for n in set(names) if n not in values)
+        written = sorted(n for n in wanted if n not in values)
         if rotate:
             written.append(rotate)
         if written:
-            self.save({**values, **{name: generate() for name in written}})
+            self.save({**values, **{name: generate(wanted.get(name, DEFAULT_FORMAT)) for name in written}})
         return written
 
     def mask(self) -> Callable[[str], str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from platformctl import paths
-from platformctl.runner import RunState
+from platformctl.events import RunState
 
 EVENTS = Path(__file__).parent / "events"
 SAMPLE_PROJECT = EVENTS / "playbooks"

@@ -14,7 +14,8 @@ import pytest
 from platformctl import inventory, paths
 from platformctl.cli import main, parse
 from platformctl.errors import BadInput
-from platformctl.runner import RunOptions, RunState, playbooks_left_running, run_playbook
+from platformctl.events import RunState
+from platformctl.runner import RunOptions, playbooks_left_running, run_playbook
 
 LOCAL_HOSTS = """\
 all:

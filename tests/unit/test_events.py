@@ -11,8 +11,9 @@ from rich.console import Console
 from platformctl import report
 from platformctl.cli import exit_code
 from platformctl.errors import ExitCode
+from platformctl.events import RECAP_FIELDS, RunState, masked
 from platformctl.progress import Progress
-from platformctl.runner import RECAP_FIELDS, RunOutcome, RunState
+from platformctl.runner import RunOutcome, mask_file
 
 RECAP_LINE = re.compile(r"^(\S+)\s+:\s+(.*)$")
 
@@ -87,6 +88,23 @@ def test_argument_spec_failure_is_collected_as_bad_input():
 def test_secrets_are_masked_in_diffs_and_messages():
     state, _ = replay("drift", RunState(mask=lambda text: text.replace("edited by hand", "********")))
     assert all("edited by hand" not in c.diff and "+********" in c.diff for c in state.changes)
+
+
+def test_secrets_are_masked_in_every_string_of_an_event_before_it_is_written(tmp_path):
+    def hide(text: str) -> str:
+        return text.replace("s3cr3t-value", "********")
+
+    event = {"event": "runner_on_ok", "stdout": "ok: [h]", "event_data": {"res": {
+        "container": {"Config": {"Env": ["DATABASE_URL=postgresql://u:s3cr3t-value@db/app", 5]}},
+        "msg": "s3cr3t-value"}}}
+    hidden = masked(event, hide)
+    assert "s3cr3t-value" not in json.dumps(hidden)
+    environment = hidden["event_data"]["res"]["container"]["Config"]["Env"]
+    assert environment == ["DATABASE_URL=postgresql://u:********@db/app", 5]
+    log = tmp_path / "stdout"
+    log.write_text("changed: [h] => s3cr3t-value\n")
+    mask_file(log, hide)
+    assert log.read_text() == "changed: [h] => ********\n"
 
 
 def test_progress_prints_plays_tasks_and_failures_when_not_a_terminal():

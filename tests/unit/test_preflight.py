@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from platformctl.preflight import judge_host, minimums_for
+from platformctl import manifests
+from platformctl.hostchecks import Context, judge_host
 
 RECORDED = json.loads((Path(__file__).parent / "events" / "preflight_probe.json").read_text())
 GIB = 1024**3
@@ -21,8 +22,16 @@ def probe(**changes) -> dict:
     return data
 
 
-def checks(found: dict, host_vars: dict | None = None) -> dict[str, tuple[str, bool]]:
-    return {p.check: (p.found, p.fatal) for p in judge_host("db-1", found, host_vars or {})}
+EVERY_GROUP = {group: ["db-1"] for group in ("all", "edge", "app", "postgres", "redis", "ollama", "gpu", "monitoring")}
+
+
+def checks(found: dict, host_vars: dict | None = None, groups: dict | None = None) -> dict[str, tuple[str, bool]]:
+    context = Context(host_vars or {}, manifests.load_all(), groups or EVERY_GROUP)
+    return {p.check: (p.found, p.fatal) for p in judge_host("db-1", found, context)}
+
+
+def minimums_for(groups: list[str], overrides: dict | None) -> dict[str, int]:
+    return manifests.minimums_of(manifests.load_all(), groups, overrides)
 
 
 def test_the_recorded_host_passes_with_only_the_gpu_notice():
@@ -36,26 +45,59 @@ def test_the_recorded_host_passes_with_only_the_gpu_notice():
     ({"cpus": 1}, "CPU", "1 cores"),
     ({"memory_mb": 2000}, "memory", "2000 MB"),
     ({"mounts": {"/": 5 * GIB}}, "free disk", "5.0 GB free for /var/lib"),
-    ({"listening": ['LISTEN 0 511 0.0.0.0:443 0.0.0.0:* users:(("apache2",pid=7,fd=4))']},
-     "port", "443/tcp held by apache2"),
-    ({"downloads": {"http://mirror.example/debian": -1}}, "download source",
-     "http://mirror.example/debian does not answer"),
+    ({"listening": ["443 apache2.service apache2"]}, "port", "443/tcp held by apache2 (apache2.service)"),
+    ({"listening": ["11434 - python3"]}, "port", "11434/tcp held by python3"),
+    ({"downloads": [{"url": "http://mirror.example/debian/dists/bookworm/InRelease", "status": -1,
+                     "what": "package repository"}]}, "download source",
+     "package repository: http://mirror.example/debian/dists/bookworm/InRelease does not answer"),
+    ({"downloads": [{"url": "http://mirror.example/debian/dists/bookworm/InRelease", "status": 404,
+                     "what": "package repository"}]}, "download source",
+     "package repository: http://mirror.example/debian/dists/bookworm/InRelease answers HTTP 404"),
 ])
 def test_each_check_fails_with_what_was_found(changes, check, found):
     assert checks(probe(**changes))[check] == (found, True)
 
 
-def test_a_port_held_by_our_own_service_is_fine():
-    found = probe(listening=['LISTEN 0 511 0.0.0.0:443 0.0.0.0:* users:(("nginx",pid=7,fd=4),("nginx",pid=8,fd=4))'])
+def test_a_port_held_by_our_own_unit_is_fine_whatever_its_process_is_called():
+    """A stand-in or wrapper run by python3 on Ollama's port is Ollama's when its unit is."""
+    assert "port" not in checks(probe(listening=["443 nginx.service nginx", "11434 ollama.service python3"]))
+
+
+def test_a_port_moved_by_its_setting_is_checked_where_it_moved():
+    found = probe(listening=["5433 apache2.service apache2"])
     assert "port" not in checks(found)
+    assert checks(found, {"postgresql_port": 5433})["port"] == ("5433/tcp held by apache2 (apache2.service)", True)
+
+
+def test_ports_of_roles_the_host_does_not_get_are_not_checked():
+    # The PostgreSQL exporter's port: a monitoring port, on postgres hosts while monitoring runs.
+    found = probe(listening=["9187 apache2.service apache2"], groups=["postgres"])
+    assert "port" in checks(found, groups={**EVERY_GROUP, "monitoring": ["db-1"]})
+    assert "port" not in checks(found, groups={"all": ["db-1"], "postgres": ["db-1"]})
 
 
 def test_every_port_of_an_installed_host_in_every_group_is_ours():
-    """ss -Hltnp as recorded on the e2e host after an install (its Redis line from the redis
-    scenario's host): ss shows process names cut at 15 characters ("prometheus-aler")."""
+    """The e2e host's listeners after an install (ss -Hltnp, its Redis line from the redis
+    scenario's host), each with the unit its process runs in, as the probe prints them:
+    ss cuts process names at 15 characters ("prometheus-aler"); the unit tells them apart."""
     listening = (Path(__file__).parent / "events" / "listening_after_install.txt").read_text().splitlines()
     groups = ["edge", "app", "postgres", "redis", "ollama", "gpu", "monitoring"]
     assert "port" not in checks(probe(listening=listening, groups=groups))
+
+
+def test_an_http_error_from_a_download_source_names_the_setting_that_replaces_it():
+    source = {"url": "https://github.com/ollama/ollama/releases/download/v0.12.6/ollama-linux-amd64.tgz",
+              "status": 503, "what": "the Ollama release archive", "role": "ollama",
+              "local_source": "ollama_archive_src"}
+
+    def download_problems(status: int) -> list:
+        found = probe(downloads=[{**source, "status": status}])
+        return [p for p in judge_host("db-1", found, Context({}, [], EVERY_GROUP)) if p.check == "download source"]
+
+    problem = download_problems(503)
+    assert problem[0].found.endswith("answers HTTP 503")
+    assert "ollama_archive_src (role ollama)" in problem[0].fix
+    assert not download_problems(302)
 
 
 def test_disk_is_measured_on_the_mount_that_holds_the_data():

@@ -6,9 +6,9 @@ import stat
 
 import pytest
 
-from platformctl import cli, inventory, paths, preflight
+from platformctl import cli, inventory, validation
 from platformctl.errors import BadInput
-from platformctl.secrets import MASK, SecretStore, referenced_names
+from platformctl.secrets import MASK, SecretStore
 
 
 @pytest.fixture
@@ -19,16 +19,17 @@ def store(write_inventory, monkeypatch, tmp_path) -> SecretStore:
 
 
 def test_created_once_and_never_overwritten(store):
-    assert store.ensure({"redis_password", "JWT_SECRET"}) == ["JWT_SECRET", "redis_password"]
+    wanted = dict.fromkeys(["redis_password", "JWT_SECRET"], "alnum40")
+    assert store.ensure(wanted) == ["JWT_SECRET", "redis_password"]
     first = store.load()
-    assert store.ensure({"redis_password", "JWT_SECRET", "SESSION_SECRET"}) == ["SESSION_SECRET"]
+    assert store.ensure({**wanted, "SESSION_SECRET": "alnum40"}) == ["SESSION_SECRET"]
     second = store.load()
     assert {k: second[k] for k in first} == first
     assert len(set(second.values())) == 3 and all(len(v) == 40 for v in second.values())
 
 
 def test_encrypted_at_rest_with_a_private_password_file(store):
-    store.ensure({"postgresql_app_password"})
+    store.ensure(dict.fromkeys(["postgresql_app_password"], "alnum40"))
     value = store.load()["postgresql_app_password"]
     raw = store.file.read_text()
     assert raw.startswith("$ANSIBLE_VAULT;1.1;AES256")
@@ -40,29 +41,29 @@ def test_encrypted_at_rest_with_a_private_password_file(store):
 
 
 def test_rotate_replaces_only_that_secret(store):
-    store.ensure({"a_password", "b_password"})
+    store.ensure(dict.fromkeys(["a_password", "b_password"], "alnum40"))
     before = store.load()
-    assert store.ensure({"a_password", "b_password"}, rotate="a_password") == ["a_password"]
+    assert store.ensure(dict.fromkeys(["a_password", "b_password"], "alnum40"), rotate="a_password") == ["a_password"]
     after = store.load()
     assert after["a_password"] != before["a_password"]
     assert after["b_password"] == before["b_password"]
 
 
 def test_rotating_an_unknown_secret_is_bad_input(store):
-    store.ensure({"a_password"})
+    store.ensure(dict.fromkeys(["a_password"], "alnum40"))
     with pytest.raises(BadInput, match="--rotate nosuch: no such secret"):
-        store.ensure({"a_password"}, rotate="nosuch")
+        store.ensure(dict.fromkeys(["a_password"], "alnum40"), rotate="nosuch")
 
 
 def test_wrong_password_file_is_one_clear_message(store):
-    store.ensure({"a_password"})
+    store.ensure(dict.fromkeys(["a_password"], "alnum40"))
     store.password_file.write_text("not the password\n")
     with pytest.raises(BadInput, match="cannot be decrypted"):
         store.load()
 
 
 def test_mask_hides_every_secret_value(store):
-    store.ensure({"a_password", "b_password"})
+    store.ensure(dict.fromkeys(["a_password", "b_password"], "alnum40"))
     values = store.load()
     text = f"url=postgres://platform:{values['a_password']}@db/platform token={values['b_password']}"
     masked = store.mask()(text)
@@ -70,17 +71,12 @@ def test_mask_hides_every_secret_value(store):
     assert masked == f"url=postgres://platform:{MASK}@db/platform token={MASK}"
 
 
-def test_names_come_from_the_role_defaults_that_reference_them(monkeypatch, tmp_path):
-    for role, text in {
-        "cache": "# for example \"{{ platform_secrets.cache_key }}\"\n"
-                 "cache_password: \"{{ platform_secrets.cache_password }}\"\n",
-        "db": "db_users:\n  - password: \"{{ platform_secrets['db_app_password'] }}\"\n",
-        "unused": "unused_token: \"{{ platform_secrets.unused_token }}\"\n",
-    }.items():
-        (tmp_path / role / "defaults").mkdir(parents=True)
-        (tmp_path / role / "defaults" / "main.yml").write_text(text)
-    monkeypatch.setattr(paths, "ROLES", tmp_path)
-    assert referenced_names(["cache", "db"]) == {"cache_password", "db_app_password"}
+def test_each_secret_is_generated_in_the_format_its_manifest_gives(store):
+    store.ensure({"token": "hex32", "key": "base64-32", "password": "alnum40"})
+    values = store.load()
+    assert len(values["token"]) == 64 and int(values["token"], 16) >= 0
+    assert len(values["key"]) == 44 and values["key"].endswith("=")
+    assert len(values["password"]) == 40 and values["password"].isalnum()
 
 
 MONITORING_SECRETS = {"postgresql_monitoring_password", "redis_monitoring_password", "grafana_admin_password"}
@@ -91,13 +87,13 @@ MONITORING_SECRETS = {"postgresql_monitoring_password", "redis_monitoring_passwo
     ("    monitoring:\n      hosts:\n        db-1:\n", MONITORING_SECRETS),
 ])
 def test_monitoring_secrets_only_when_the_inventory_has_monitoring_hosts(write_inventory, monitoring_group, wanted):
-    """site.yml as it is: the data roles need these passwords only where monitoring runs."""
+    """The manifests as they are: the monitoring secrets exist only where monitoring runs."""
     folder = write_inventory("all:\n  children:\n    postgres:\n      hosts:\n        db-1:\n"
                              "    redis:\n      hosts:\n        db-1:\n" + monitoring_group)
-    session = cli.Session(args=None, console=None, inventory=None, documents={}, store=None,
-                          loaded=inventory.load(inventory.resolve(str(folder)), []),
-                          plays=preflight.site_plays(paths.PLAYBOOKS / "site.yml"))
-    names = session.wanted_secrets()
+    loaded = inventory.load(inventory.resolve(str(folder)), [])
+    session = cli.Session(args=None, console=None, inventory=None, documents={}, store=None, loaded=loaded,
+                          roles=validation.applied_roles(loaded))
+    names = set(session.wanted_secrets())
     assert {"postgresql_app_password", "redis_password", "redis_app_password"} <= names
     assert names & MONITORING_SECRETS == wanted
 

@@ -29,11 +29,16 @@ GATEWAY = "172.31.0.1"  # platform_network_gateway: Ollama runs on the app host 
 TIMEOUT = 3
 
 
+SECRETS_DIR = EPHEMERAL / "secrets"
+PRINTED: list[str] = []  # what the installer runs of these tests printed
+
+
 def installer(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PLATFORMCTL_SECRETS_DIR=str(EPHEMERAL / "secrets"))
+    env = dict(os.environ, PLATFORMCTL_SECRETS_DIR=str(SECRETS_DIR))
     proc = subprocess.run([sys.executable, "installer.py", *args, "--inventory", str(INVENTORY)],
                           cwd=PROJECT, env=env, text=True, capture_output=True, check=False)
     print(proc.stdout, proc.stderr)
+    PRINTED.append(proc.stdout + proc.stderr)
     return proc
 
 
@@ -118,3 +123,29 @@ def test_rerun_changes_nothing():
     hosts = json.loads((EPHEMERAL / "rerun.json").read_text())["hosts"]
     assert set(hosts) == {EDGE, APP, DATA}
     assert {host: counts["changed"] for host, counts in hosts.items()} == dict.fromkeys(hosts, 0)
+
+
+def vault_values() -> set[str]:
+    """Every secret of the inventory's vault, decrypted with the installer's own password file."""
+    sys.path.insert(0, str(PROJECT))
+    os.environ["PLATFORMCTL_SECRETS_DIR"] = str(SECRETS_DIR)
+    from platformctl.inventory import resolve
+    from platformctl.secrets import SecretStore
+
+    return set(SecretStore(resolve(str(INVENTORY))).load().values())
+
+
+def test_no_secret_in_run_folders_reports_or_output():
+    """After the install and a rerun (which inspects the running app container, whose
+    environment holds the app's secrets), no secret is in the runs/ folders of this
+    inventory, in the --json reports or in what the installer printed."""
+    secrets = vault_values() | {v for k, v in app_environment().items() if k in ("DATABASE_URL", "REDIS_URL")}
+    assert len(secrets) >= 5
+    runs = [d for d in (PROJECT / "runs").iterdir()
+            if (d / "command").is_file() and str(INVENTORY) in (d / "command").read_text(errors="replace")]
+    assert len(runs) >= 4  # preflight, site and verify of the install, and of the rerun
+    texts = {str(f): f.read_text(errors="replace") for run in runs for f in run.rglob("*") if f.is_file()}
+    texts |= {str(f): f.read_text() for f in EPHEMERAL.glob("*.json")}
+    texts |= {f"printed {n}": out for n, out in enumerate(PRINTED)}
+    leaks = sorted({name for name, text in texts.items() for secret in secrets if secret in text})
+    assert not leaks, f"secret values in: {leaks[:10]}"

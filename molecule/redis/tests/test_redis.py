@@ -206,7 +206,7 @@ def test_a_rotated_password_applies_on_the_next_run(host, hostvars):
 
 
 def run_backup(*extra: str) -> subprocess.CompletedProcess:
-    return ansible_playbook(PROJECT / "playbooks" / "backup-redis.yml", *extra)
+    return ansible_playbook(PROJECT / "playbooks" / "backup.yml", "--tags", "redis", *extra)
 
 
 def test_health_probes_pass_and_fail(hostvars):
@@ -225,7 +225,7 @@ def test_health_probes_pass_and_fail(hostvars):
 
 @pytest.fixture(scope="module")
 def backups(host, hostvars):
-    """Two runs of playbooks/backup-redis.yml for this host, keeping one snapshot: the
+    """Two runs of playbooks/backup.yml (its Redis part) for this host, keeping one snapshot: the
     key written between the runs must be in the file that is kept."""
     keep_one = ["--limit", hostvars["inventory_hostname"], "-e", json.dumps({"redis_backup_keep": 1})]
     first = run_backup(*keep_one)

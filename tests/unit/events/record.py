@@ -15,7 +15,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
 
-from platformctl.runner import RunOptions, RunState, run_playbook  # noqa: E402
+from platformctl.events import RunState  # noqa: E402
+from platformctl.runner import RunOptions, run_playbook  # noqa: E402
 
 RECORDINGS = {
     # name: (playbook, check mode, extra vars)

@@ -1,0 +1,62 @@
+"""Every download the role manifests declare for this host's roles, with each URL as the host's
+settings make it (role defaults, then the inventory, then role vars, as in the role itself).
+Downloads whose `when` is false (a local source set, another install path chosen) are left out."""
+
+from __future__ import annotations
+
+import sys
+from collections import ChainMap
+from pathlib import Path
+
+from ansible.errors import AnsibleLookupError
+from ansible.plugins.lookup import LookupBase
+from ansible.template import trust_as_template
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from platformctl import manifests, paths
+
+DOCUMENTATION = """
+name: platform_downloads
+short_description: the downloads of this host's roles
+description:
+  - Returns [{role, name, what, url, local_source}] for the roles the manifests give this host.
+"""
+
+
+class LookupModule(LookupBase):
+    def run(self, terms, variables=None, **kwargs):
+        variables = variables or {}
+        groups = {name: list(hosts) for name, hosts in variables.get("groups", {}).items()}
+        try:
+            loaded = manifests.load_all()
+        except manifests.ManifestError as err:
+            raise AnsibleLookupError(str(err)) from None
+        found = []
+        for manifest in loaded:
+            if not manifest.downloads or not manifest.applies(variables.get("group_names", []), groups):
+                continue
+            context = ChainMap(self._role_file(manifest.role, "vars"), variables,
+                               self._role_file(manifest.role, "defaults"))
+            templar = self._templar.copy_with_new_env(available_variables=context)
+            for download in manifest.downloads:
+                if download.when and not templar.evaluate_conditional(trust_as_template(download.when)):
+                    continue
+                found.append({"role": manifest.role, "name": download.name, "what": download.what,
+                              "url": templar.template(trust_as_template(download.url)),
+                              "local_source": download.local_source})
+        return found
+
+    def _role_file(self, role: str, folder: str) -> dict:
+        """A role's defaults or vars, their templates trusted as the role's own would be."""
+        file = paths.ROLES / role / folder / "main.yml"
+        return _trusted(self._loader.load_from_file(str(file)) or {}) if file.is_file() else {}
+
+
+def _trusted(value):
+    if isinstance(value, str):
+        return trust_as_template(value)
+    if isinstance(value, dict):
+        return {key: _trusted(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_trusted(item) for item in value]
+    return value
