@@ -199,6 +199,17 @@ def parse(role: str, data: Any, where: str) -> Manifest:
     )
 
 
+def ansible_roles_dir() -> Path:
+    """The roles folder Ansible runs from (its roles_path, which installer.py and molecule set):
+    inside a playbook the manifests are read where the roles are."""
+    from ansible import constants
+
+    for entry in constants.DEFAULT_ROLES_PATH:
+        if any(Path(entry).expanduser().glob(f"*/{MANIFEST}")):
+            return Path(entry).expanduser()
+    return paths.ROLES
+
+
 def load_all(roles_dir: Path | None = None) -> list[Manifest]:
     """Every role's manifest, in run order."""
     roles_dir = roles_dir or paths.ROLES

@@ -13,7 +13,7 @@ from ansible.plugins.lookup import LookupBase
 from ansible.template import trust_as_template
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from platformctl import manifests, paths
+from platformctl import manifests
 
 DOCUMENTATION = """
 name: platform_downloads
@@ -27,16 +27,17 @@ class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
         variables = variables or {}
         groups = {name: list(hosts) for name, hosts in variables.get("groups", {}).items()}
+        roles_dir = manifests.ansible_roles_dir()
         try:
-            loaded = manifests.load_all()
+            loaded = manifests.load_all(roles_dir)
         except manifests.ManifestError as err:
             raise AnsibleLookupError(str(err)) from None
         found = []
         for manifest in loaded:
             if not manifest.downloads or not manifest.applies(variables.get("group_names", []), groups):
                 continue
-            context = ChainMap(self._role_file(manifest.role, "vars"), variables,
-                               self._role_file(manifest.role, "defaults"))
+            role_dir = roles_dir / manifest.role
+            context = ChainMap(self._role_file(role_dir / "vars"), variables, self._role_file(role_dir / "defaults"))
             templar = self._templar.copy_with_new_env(available_variables=context)
             for download in manifest.downloads:
                 if download.when and not templar.evaluate_conditional(trust_as_template(download.when)):
@@ -46,9 +47,9 @@ class LookupModule(LookupBase):
                               "local_source": download.local_source})
         return found
 
-    def _role_file(self, role: str, folder: str) -> dict:
+    def _role_file(self, folder: Path) -> dict:
         """A role's defaults or vars, their templates trusted as the role's own would be."""
-        file = paths.ROLES / role / folder / "main.yml"
+        file = folder / "main.yml"
         return _trusted(self._loader.load_from_file(str(file)) or {}) if file.is_file() else {}
 
 

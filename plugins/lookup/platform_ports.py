@@ -30,7 +30,7 @@ class LookupModule(LookupBase):
         self.set_options(var_options=variables, direct=kwargs)
         variables = variables or {}
         try:
-            loaded = manifests.load_all()
+            loaded = manifests.load_all(manifests.ansible_roles_dir())
         except manifests.ManifestError as err:
             raise AnsibleLookupError(str(err)) from None
         settings = {}

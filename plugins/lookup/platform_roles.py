@@ -31,6 +31,7 @@ class LookupModule(LookupBase):
         self.set_options(var_options=variables, direct=kwargs)
         groups = {name: list(hosts) for name, hosts in (variables or {}).get("groups", {}).items()}
         try:
-            return manifests.dispatch(manifests.load_all(), groups, self.get_option("action"))
+            loaded = manifests.load_all(manifests.ansible_roles_dir())
+            return manifests.dispatch(loaded, groups, self.get_option("action"))
         except (manifests.ManifestError, ValueError) as err:
             raise AnsibleLookupError(str(err)) from None

@@ -86,9 +86,9 @@ def expected_rules(name: str) -> list[tuple[str, str]]:
         rules.append((f"from {address_of(APP_HOST)} to any port 5432 proto tcp", "postgresql from the app hosts"))
     else:
         monitoring = address_of(DATA_HOST)
-        rules += [(f"from {monitoring} to any port 9100 proto tcp", "node exporter to monitoring"),
-                  (f"from {monitoring} to any port 9113 proto tcp", "nginx exporter to monitoring"),
-                  (f"from {monitoring} to any port 9121 proto tcp", "redis exporter to monitoring"),
+        rules += [(f"from {monitoring} to any port 9100 proto tcp", "node exporter from the monitoring hosts"),
+                  (f"from {monitoring} to any port 9113 proto tcp", "nginx exporter from the monitoring hosts"),
+                  (f"from {monitoring} to any port 9121 proto tcp", "redis exporter from the monitoring hosts"),
                   (f"from {PLATFORM_SUBNET} to any port 6379 proto tcp", "redis from the app containers on this host")]
     return rules
 

@@ -117,6 +117,21 @@ def test_nginx_on_the_edge_routes_to_the_app_host():
     assert health["urls"]["DATABASE_URL"]["host"] == address_of(DATA)
 
 
+def test_preflight_names_a_download_source_that_does_not_answer():
+    """The app host's Ollama release taken from a URL that refuses (its own loopback, port 9)
+    instead of the local archive: preflight stops with exit 3 before anything changes, naming
+    the source and the setting that replaces it."""
+    unreachable = "http://127.0.0.1:9/ollama-linux-amd64.tgz"
+    proc = installer("preflight", "--json", str(EPHEMERAL / "preflight.json"),
+                     "-e", json.dumps({"ollama_archive_src": "", "ollama_archive_url": unreachable}))
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    problems = json.loads((EPHEMERAL / "preflight.json").read_text())["problems"]
+    [download] = [p for p in problems if p["check"] == "download source"]
+    assert download["host"] == APP
+    assert download["found"] == f"the Ollama release archive: {unreachable} does not answer"
+    assert "ollama_archive_src" in download["fix"]
+
+
 def test_rerun_changes_nothing():
     proc = installer("--json", str(EPHEMERAL / "rerun.json"))
     assert proc.returncode == 0
