@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 SET_FACT_ACTIONS = {"set_fact", "ansible.builtin.set_fact"}
@@ -15,6 +16,10 @@ RECAP_FIELDS = ("ok", "changed", "failed", "unreachable", "skipped", "rescued", 
 STATS_KEYS = {"ok": "ok", "changed": "changed", "failed": "failures", "unreachable": "dark",
               "skipped": "skipped", "rescued": "rescued", "ignored": "ignored"}
 DIFF_LIMIT = 4000
+# Events that end the task before them: its time is counted up to here.
+TASK_BOUNDARIES = {"playbook_on_task_start", "playbook_on_handler_task_start", "playbook_on_play_start",
+                   "playbook_on_stats"}
+OUTSIDE_ROLES = "(plays)"  # fact gathering and the plays' own tasks
 
 
 @dataclass
@@ -66,10 +71,16 @@ class RunState:
     notices: list[str] = field(default_factory=list)
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)
     task_results: list[TaskResult] = field(default_factory=list)
+    # Wall-clock seconds and tasks per role (a task on several hosts at once counts once).
+    role_seconds: dict[str, float] = field(default_factory=dict)
+    role_tasks: dict[str, int] = field(default_factory=dict)
+    _timed_task: tuple[str, datetime] | None = None
 
     def handle(self, event: dict[str, Any]) -> None:
         kind = event.get("event", "")
         data = event.get("event_data") or {}
+        if kind in TASK_BOUNDARIES:
+            self._time_task(kind, data, event.get("created"))
         if kind == "playbook_on_play_start":
             self.play = data.get("play", "")
         elif kind == "playbook_on_task_start":
@@ -83,6 +94,20 @@ class RunState:
             self._result(kind, data, str(event.get("stdout") or ""))
         elif kind == "playbook_on_stats":
             self._stats(data)
+
+    def _time_task(self, kind: str, data: dict[str, Any], created: str | None) -> None:
+        try:
+            now = datetime.fromisoformat(str(created))
+        except ValueError:
+            return
+        if self._timed_task is not None:
+            role, started = self._timed_task
+            self.role_seconds[role] = self.role_seconds.get(role, 0.0) + max((now - started).total_seconds(), 0.0)
+        self._timed_task = None
+        if kind in ("playbook_on_task_start", "playbook_on_handler_task_start"):
+            role = data.get("role") or OUTSIDE_ROLES
+            self.role_tasks[role] = self.role_tasks.get(role, 0) + 1
+            self._timed_task = (role, now)
 
     def _result(self, kind: str, data: dict[str, Any], printed: str) -> None:
         self.results += 1

@@ -62,6 +62,17 @@ def verify_table(state: RunState) -> Table:
     return table
 
 
+def timing_table(state: RunState) -> Table:
+    """Where the run's time went, by role, longest first."""
+    total = sum(state.role_seconds.values()) or 1.0
+    table = Table(title="Time per role", title_justify="left")
+    for column in ("role", "tasks", "seconds", "share"):
+        table.add_column(column, justify="left" if column == "role" else "right")
+    for role, seconds in sorted(state.role_seconds.items(), key=lambda item: -item[1]):
+        table.add_row(role, str(state.role_tasks.get(role, 0)), f"{seconds:.1f}", f"{seconds / total:.0%}")
+    return table
+
+
 def problems_table(problems: list) -> Table:
     table = Table(title="Preflight: what to fix", title_justify="left", show_lines=True)
     for column in ("host", "check", "found", "what to do"):
@@ -88,6 +99,8 @@ def summary(command: str, inventory: str, outcome: RunOutcome, state: RunState, 
         "hosts": state.stats,
         "totals": state.totals,
         "failures": [vars(f) for f in state.failures],
+        "roles": {role: {"seconds": round(seconds, 1), "tasks": state.role_tasks.get(role, 0)}
+                  for role, seconds in state.role_seconds.items()},
     }
     if command == "check":
         document["drift"] = [vars(c) for c in state.changes]
@@ -101,6 +114,8 @@ def write_json(file: Path, document: dict[str, Any]) -> None:
 
 
 def print_end(console: Console, command: str, state: RunState, outcome: RunOutcome, next_steps: list[str]) -> None:
+    if state.role_seconds:
+        console.print(timing_table(state))
     if state.stats:
         console.print(host_table(state, f"{command}: per host"))
     if command == "check" and state.changes:

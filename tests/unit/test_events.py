@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 
 from conftest import replay
 from rich.console import Console
@@ -51,6 +52,21 @@ def test_summary_json_agrees_with_recap(tmp_path):
     assert written["failures"][0]["host"] == "db-1"
     assert "refuses this on purpose" in written["failures"][0]["message"]
     assert "drift" not in written
+
+
+def test_time_per_role_follows_the_task_events_and_is_printed_and_written(tmp_path):
+    state, events = replay("converge")
+    starts = [e for e in events if e["event"] in ("playbook_on_task_start", "playbook_on_handler_task_start")]
+    assert sum(state.role_tasks.values()) == len(starts)
+    first, last = events[0]["created"], next(e for e in events if e["event"] == "playbook_on_stats")["created"]
+    elapsed = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
+    assert 0 < sum(state.role_seconds.values()) <= elapsed
+    assert set(state.role_seconds) == {e["event_data"].get("role") or "(plays)" for e in starts}
+    document = report.summary("install", "sample", outcome(tmp_path), state, 0)
+    assert document["roles"]["sample"]["tasks"] == state.role_tasks["sample"]
+    console = Console(record=True, width=120)
+    report.print_end(console, "install", state, outcome(tmp_path), [])
+    assert "Time per role" in console.export_text()
 
 
 def test_reconverge_reports_no_change():
