@@ -32,7 +32,7 @@ COMMANDS = {
     "preflight": "checks only; changes nothing on any host",
     "check": "drift report: site.yml in check and diff mode",
     "verify": "health probes of the running platform",
-    "backup": "a backup now (PostgreSQL, Redis, config)",
+    "backup": "a backup now (PostgreSQL, Redis)",
     "restore": "point-in-time restore: --target-time 'YYYY-MM-DD HH:MM:SS+00' or --latest",
     "secrets": "create missing secrets; --rotate NAME replaces one",
 }

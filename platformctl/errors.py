@@ -1,4 +1,4 @@
-"""Exit codes of the installer (a contract, see DESIGN.md) and the errors that map to them."""
+"""Exit codes of the installer (a contract, see docs/design.md) and the errors that map to them."""
 
 from __future__ import annotations
 
