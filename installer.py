@@ -28,20 +28,68 @@ def fail(message: str) -> "None":
     sys.exit(4)
 
 
+def venv_usable(python: Path) -> bool:
+    """An earlier creation cut short (no ensurepip, Ctrl-C) leaves a python without pip."""
+    if not python.exists():
+        return False
+    probe = subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+def os_release(file: Path = Path("/etc/os-release")) -> dict[str, str]:
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return {}
+    return {k: v.strip().strip('"') for k, _, v in (line.partition("=") for line in lines) if k and v}
+
+
+def venv_packages(release: dict[str, str], version: str) -> list[str]:
+    """The packages that bring ensurepip to this Python on Debian and Ubuntu; none elsewhere."""
+    family = {release.get("ID", ""), *release.get("ID_LIKE", "").split()}
+    return ["python3-venv", f"python{version}-venv"] if family & {"debian", "ubuntu"} else []
+
+
+def install_venv_support(packages: list[str]) -> bool:
+    """As root, install what venv needs with apt (refreshing its lists once if they are stale)."""
+    if not packages or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return False
+    sys.stderr.write(f"installing {' '.join(packages)} (needed to create the installer's virtual environment) ...\n")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "-q", *packages]
+    if subprocess.run(install, env=env, check=False).returncode == 0:
+        return True
+    subprocess.run(["apt-get", "update", "-q"], env=env, check=False)
+    return subprocess.run(install, env=env, check=False).returncode == 0
+
+
+def create_venv() -> None:
+    if VENV.exists():
+        sys.stderr.write(f"rebuilding {VENV}: an earlier run left it incomplete ...\n")
+        shutil.rmtree(VENV)
+    sys.stderr.write(f"creating the installer's virtual environment in {VENV} ...\n")
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    packages = venv_packages(os_release(), version)
+    for attempt in range(2):
+        try:
+            venv.EnvBuilder(with_pip=True).create(VENV)
+            return
+        except (OSError, subprocess.CalledProcessError):
+            # Debian and Ubuntu leave ensurepip out unless python3-venv is installed.
+            shutil.rmtree(VENV, ignore_errors=True)
+            if attempt or not install_venv_support(packages):
+                break
+    wanted = " ".join(packages) or f"the venv module of Python {version}"
+    fail(f"this Python cannot create a virtual environment; install {wanted} "
+         f"(as root: `apt-get install {wanted}`), then run the same command again")
+
+
 def bootstrap() -> None:
     """Create or refresh .venv/ from requirements.txt, then re-run this command inside it."""
     python = VENV / "bin" / "python"
     wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:16]
-    if not python.exists():
-        sys.stderr.write(f"creating the installer's virtual environment in {VENV} ...\n")
-        try:
-            venv.EnvBuilder(with_pip=True).create(VENV)
-        except (OSError, subprocess.CalledProcessError):
-            # Debian and Ubuntu leave ensurepip out unless python3-venv is installed.
-            shutil.rmtree(VENV, ignore_errors=True)
-            v = f"{sys.version_info.major}.{sys.version_info.minor}"
-            fail(f"this Python cannot create a virtual environment; install it with "
-                 f"`apt-get install python3-venv` (or python{v}-venv), then run the same command again")
+    if not venv_usable(python):
+        create_venv()
     if not STAMP.exists() or STAMP.read_text().strip() != wanted:
         sys.stderr.write(f"installing the installer's requirements ({REQUIREMENTS.name}) into {VENV} ...\n")
         result = subprocess.run(

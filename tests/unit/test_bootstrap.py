@@ -1,0 +1,55 @@
+"""installer.py's own start on a fresh machine: the virtual environment it builds (or rebuilds
+after an earlier run left it half made) and what it installs or asks for to build it."""
+
+from __future__ import annotations
+
+import importlib.util
+import venv
+
+import pytest
+
+from platformctl import paths
+
+spec = importlib.util.spec_from_file_location("installer_entry", paths.ROOT / "installer.py")
+installer = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(installer)
+
+
+def test_a_venv_without_pip_is_not_usable_and_is_rebuilt(tmp_path, monkeypatch, capsys):
+    half_made = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False).create(half_made)  # what a creation without ensurepip leaves
+    python = half_made / "bin" / "python"
+    assert python.exists() and not installer.venv_usable(python)
+    monkeypatch.setattr(installer, "VENV", half_made)
+    installer.create_venv()
+    assert installer.venv_usable(python)
+    assert "rebuilding" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("release", "packages"), [
+    ("ID=debian\nVERSION_ID=\"12\"\n", ["python3-venv", "python3.11-venv"]),
+    ("ID=ubuntu\nID_LIKE=debian\n", ["python3-venv", "python3.11-venv"]),
+    ("ID=linuxmint\nID_LIKE=\"ubuntu debian\"\n", ["python3-venv", "python3.11-venv"]),
+    ("ID=fedora\n", []),
+])
+def test_debian_and_ubuntu_get_their_venv_packages(tmp_path, release, packages):
+    file = tmp_path / "os-release"
+    file.write_text(release)
+    assert installer.venv_packages(installer.os_release(file), "3.11") == packages
+
+
+def test_without_root_nothing_is_installed_and_the_message_says_what_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(installer, "VENV", tmp_path / "venv")
+    monkeypatch.setattr(installer.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(installer, "os_release", lambda: {"ID": "debian"})
+
+    def no_ensurepip(self, env_dir):
+        raise OSError("ensurepip is not available")
+
+    monkeypatch.setattr(installer.venv.EnvBuilder, "create", no_ensurepip)
+    with pytest.raises(SystemExit) as stopped:
+        installer.create_venv()
+    assert stopped.value.code == 4
+    message = capsys.readouterr().err
+    assert "`apt-get install python3-venv python3." in message
+    assert not (tmp_path / "venv").exists()
