@@ -140,6 +140,27 @@ def test_rerun_changes_nothing():
     assert {host: counts["changed"] for host, counts in hosts.items()} == dict.fromkeys(hosts, 0)
 
 
+STOPPED = {DATA: ["postgresql", "redis-server"], APP: ["ollama", "docker.socket", "docker"], EDGE: ["nginx"]}
+
+
+def test_check_with_services_stopped_reports_them_and_checks_every_other_role():
+    """A service that is down is drift, not a failure: check exits 2, names each stopped
+    service's role, and every role of every host is still checked."""
+    for name, units in STOPPED.items():
+        assert run_in(name, "systemctl", "stop", *units).returncode == 0
+    try:
+        proc = installer("check", "--json", str(EPHEMERAL / "check-stopped.json"))
+        report = json.loads((EPHEMERAL / "check-stopped.json").read_text())
+    finally:
+        for name, units in STOPPED.items():
+            run_in(name, "systemctl", "start", *reversed(units))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert report["failures"] == []
+    drifted = {(item["host"], item["role"]) for item in report["drift"]}
+    assert {(DATA, "postgresql"), (DATA, "redis"), (APP, "ollama"), (APP, "docker"), (EDGE, "nginx")} <= drifted
+    assert set(report["roles"]) >= {"common", "firewall", "docker", "postgresql", "redis", "ollama", "app", "nginx"}
+
+
 def vault_values() -> set[str]:
     """Every secret of the inventory's vault, decrypted with the installer's own password file."""
     sys.path.insert(0, str(PROJECT))

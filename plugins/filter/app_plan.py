@@ -1,0 +1,149 @@
+"""The app role's planning: where an app container reaches the services it uses, the
+environment each app gets, its replicas (name, published port, health URL), and which
+containers are missing or no longer declared. Plain functions on plain data
+(roles/app/vars/main.yml and its tasks call them as filters), so
+tests/unit/test_app_plan.py can check them without Ansible."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from urllib.parse import quote
+
+# A replica's container is "<app>-<N>".
+_REPLICA_NUMBER = re.compile(r"[0-9]+$")
+_REPLICA_SUFFIX = re.compile(r"-[0-9]+$")
+
+
+def app_service_host(groups: Mapping[str, list[str]], group: str) -> str:
+    """The first host of the inventory group `group`, "" when it has none (or no such group)."""
+    hosts = groups.get(group) or []
+    return hosts[0] if hosts else ""
+
+
+def app_service_address(service_host: str, inventory_hostname: str, hostvars: Mapping, gateway: str) -> str:
+    """The address an app container on `inventory_hostname` reaches `service_host` at: the
+    platform network's `gateway` when the service runs on this host (the services bind to
+    it), else the service host's ansible_host, else its name ("" for no host)."""
+    if service_host == inventory_hostname:
+        return gateway
+    if service_host not in hostvars:
+        return service_host
+    return hostvars[service_host].get("ansible_host", service_host)
+
+
+def app_service_port(service_host: str, hostvars: Mapping, port_variable: str, default_port: int) -> int:
+    """The port of the service on `service_host`: that host's `port_variable` (postgresql_port,
+    redis_port, ollama_port) when the inventory sets it, else `default_port`."""
+    if service_host not in hostvars:
+        return default_port
+    return hostvars[service_host].get(port_variable, default_port)
+
+
+def app_service_url(
+    scheme: str,
+    address: str,
+    port: int | str,
+    database: int | str | None = None,
+    *,
+    user: str | None = None,
+    password: str | None = None,
+) -> str:
+    """The URL <scheme>://[<user>:<password>@]<address>:<port>[/<database>]: with credentials
+    when `user` is given, the password percent-encoded, "/" included; with a path when
+    `database` is."""
+    credentials = "" if user is None else f"{user}:{quote(str(password), safe='')}@"
+    path = "" if database is None else f"/{database}"
+    return f"{scheme}://{credentials}{address}:{port}{path}"
+
+
+def app_environment(app: Mapping, secrets: Mapping, service_urls: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """The environment of `app`: its env, then each secret_env name with its value from
+    `secrets`, then the URLs of each service it `uses` (from `service_urls`), later ones
+    winning; every value a string, as Docker wants it."""
+    environment = dict(app.get("env", {}))
+    environment.update((name, secrets[name]) for name in app.get("secret_env", []))
+    for service in app.get("uses", []):
+        environment.update(service_urls[service])
+    return {name: str(value) for name, value in environment.items()}
+
+
+def _replica_names(app: Mapping) -> list[str]:
+    return [f"{app['name']}-{number}" for number in range(1, app.get("replicas", 1) + 1)]
+
+
+def app_replicas(app: Mapping, publish_address: str) -> list[dict]:
+    """The replicas of `app` (`replicas`, default 1), each as {number, name: "<app>-<N>"},
+    and where the app has a port (or host_port): replica N's host_port, host_port (or
+    port) + N - 1; with a port, published_ports ["<publish_address>:<host_port>:<port>"]
+    (an app without one, a worker, publishes nothing); with a healthcheck path, health_url."""
+    first_host_port = app.get("host_port", app.get("port"))
+    healthcheck = app.get("healthcheck") or {}
+    if "path" in healthcheck and first_host_port is None:
+        raise ValueError(f"app {app['name']}: a healthcheck path needs a port")
+    replicas = []
+    for number, name in enumerate(_replica_names(app), start=1):
+        replica: dict = {"number": number, "name": name}
+        if first_host_port is not None:
+            replica["host_port"] = first_host_port + number - 1
+        if "port" in app:
+            replica["published_ports"] = [f"{publish_address}:{replica['host_port']}:{app['port']}"]
+        if "path" in healthcheck:
+            replica["health_url"] = f"http://{publish_address}:{replica['host_port']}{healthcheck['path']}"
+        replicas.append(replica)
+    return replicas
+
+
+def app_health_urls(apps: Iterable[Mapping], publish_address: str) -> list[str]:
+    """The health URL of every replica of every app with a healthcheck path, in app order."""
+    return [
+        replica["health_url"]
+        for app in apps
+        for replica in app_replicas(app, publish_address)
+        if "health_url" in replica
+    ]
+
+
+def app_container_names(containers: Iterable[Mapping]) -> list[str]:
+    """The names of the containers docker_host_info lists, without Docker's leading "/"."""
+    return [container["Names"][0].removeprefix("/") for container in containers]
+
+
+def app_containers_not_declared(container_names: Iterable[str], apps: Iterable[Mapping]) -> list[str]:
+    """The containers of `container_names` that no app declares: "<app>-<N>" of an app not in
+    `apps` or with fewer than N replicas. A name without a number counts as replica 0 of
+    the app it names, so it is kept when that app is declared."""
+    replica_counts: dict[str, int] = {}
+    for app in apps:
+        replica_counts.setdefault(app["name"], app.get("replicas", 1))
+    not_declared = []
+    for name in container_names:
+        app_name = _REPLICA_SUFFIX.sub("", name)
+        number = _REPLICA_NUMBER.search(name)
+        if app_name not in replica_counts or (int(number.group()) if number else 0) > replica_counts[app_name]:
+            not_declared.append(name)
+    return not_declared
+
+
+def app_replicas_missing(apps: Iterable[Mapping], container_names: Iterable[str]) -> list[str]:
+    """The replica names ("<app>-<N>") of `apps` that are not among `container_names`."""
+    running = set(container_names)
+    return [name for app in apps for name in _replica_names(app) if name not in running]
+
+
+class FilterModule:
+    """The app planning filters."""
+
+    def filters(self):
+        return {
+            "app_service_host": app_service_host,
+            "app_service_address": app_service_address,
+            "app_service_port": app_service_port,
+            "app_service_url": app_service_url,
+            "app_environment": app_environment,
+            "app_replicas": app_replicas,
+            "app_health_urls": app_health_urls,
+            "app_container_names": app_container_names,
+            "app_containers_not_declared": app_containers_not_declared,
+            "app_replicas_missing": app_replicas_missing,
+        }

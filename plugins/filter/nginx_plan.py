@@ -1,0 +1,84 @@
+"""The nginx role's site plan: the upstream of each routed app (every app host, every
+replica) and its locations (route, health path, rate limit, prefix stripping). Plain
+functions on plain data (roles/nginx/vars/main.yml calls them as filters, the template only
+prints what they return), so tests/unit/test_nginx_plan.py can check them without Ansible."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+_TRAILING_SLASH = re.compile(r"/$")
+
+
+def nginx_app_host_address(host: str, hostvars: Mapping, inventory_hostname: str) -> str:
+    """The address nginx on `inventory_hostname` reaches the apps of app host `host` at: its
+    app_publish_address when the inventory sets it, else 127.0.0.1 when it is this host,
+    else its ansible_host, else its name."""
+    host_vars = hostvars[host]
+    if "app_publish_address" in host_vars:
+        return host_vars["app_publish_address"]
+    if host == inventory_hostname:
+        return "127.0.0.1"
+    return host_vars.get("ansible_host", host)
+
+
+def nginx_upstreams(
+    apps: Iterable[Mapping], groups: Mapping[str, list[str]], hostvars: Mapping, inventory_hostname: str
+) -> list[dict]:
+    """One upstream per app with a route, as {name, servers}: "address:port" of every replica
+    on every host of group `app`, host by host; replica N is at host_port (or port) + N - 1."""
+    addresses = [nginx_app_host_address(host, hostvars, inventory_hostname) for host in groups.get("app", [])]
+    upstreams = []
+    for app in apps:
+        if "route" not in app:
+            continue
+        first_port = app["host_port"] if "host_port" in app else app["port"]
+        ports = [first_port + replica for replica in range(app.get("replicas", 1))]
+        servers = [f"{address}:{port}" for address in addresses for port in ports]
+        upstreams.append({"name": app["name"], "servers": servers})
+    return upstreams
+
+
+def nginx_routes(apps: Iterable[Mapping], rate_limits: Mapping[str, Mapping], default_rate_limit: str) -> list[dict]:
+    """The locations of each app with a route, as {app, path, proxy_pass, rate_limit, health}:
+    - proxy_pass "http://<app>", with a trailing "/" when route.strip_prefix (nginx then
+      replaces the route's path with "/");
+    - rate_limit {zone, burst}: route.rate_limit, else `default_rate_limit`; None for "none";
+    - health {path, proxy_pass}: the exact location of the app's healthcheck path, without
+      rate limit or access log (None without a healthcheck path, or when the route neither
+      strips its prefix nor holds that path). With strip_prefix it is the health path under
+      the route's path ("/api/" and "/health" give "/api/health")."""
+    routes = []
+    for app in apps:
+        if "route" not in app:
+            continue
+        route = app["route"]
+        strip = route.get("strip_prefix", False)
+        zone = route.get("rate_limit", default_rate_limit)
+        healthcheck = app.get("healthcheck") or {}
+        health = None
+        if "path" in healthcheck and (strip or healthcheck["path"].startswith(route["path"])):
+            under_route = _TRAILING_SLASH.sub("", route["path"]) + healthcheck["path"]
+            health = {
+                "path": under_route if strip else healthcheck["path"],
+                "proxy_pass": f"http://{app['name']}{healthcheck['path']}",
+            }
+        routes.append({
+            "app": app["name"],
+            "path": route["path"],
+            "proxy_pass": f"http://{app['name']}" + ("/" if strip else ""),
+            "rate_limit": None if zone == "none" else {"zone": zone, "burst": rate_limits[zone]["burst"]},
+            "health": health,
+        })
+    return routes
+
+
+class FilterModule:
+    """The nginx site planning filters."""
+
+    def filters(self):
+        return {
+            "nginx_upstreams": nginx_upstreams,
+            "nginx_routes": nginx_routes,
+        }

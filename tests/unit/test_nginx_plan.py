@@ -1,0 +1,149 @@
+"""The nginx role's site plan (plugins/filter/nginx_plan.py), on the data the role hands it:
+platform_apps, the inventory's groups and hostvars, and the rate-limit settings."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "filter" / "nginx_plan.py"
+_spec = importlib.util.spec_from_file_location("nginx_plan", _PLUGIN)
+plan = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(plan)
+
+RATE_LIMITS = {"api": {"rate": "10r/s", "burst": 20}, "auth": {"rate": "2r/s", "burst": 5}}
+HOSTVARS = {
+    "edge": {"ansible_host": "10.0.0.31"},
+    "published": {"ansible_host": "10.0.0.11", "app_publish_address": "192.168.1.11"},
+    "addressed": {"ansible_host": "10.0.0.12"},
+    "named": {},
+}
+API = {"name": "api", "port": 8000, "replicas": 2, "healthcheck": {"path": "/health"},
+       "route": {"path": "/api/", "strip_prefix": True}}
+WEB = {"name": "web", "port": 3000, "host_port": 3010, "route": {"path": "/", "rate_limit": "none"}}
+WORKER = {"name": "worker", "replicas": 3}
+
+
+def route(app: dict, **changes) -> dict:
+    return plan.nginx_routes([{**app, **changes}], RATE_LIMITS, "api")[0]
+
+
+# nginx_app_host_address
+
+
+def test_an_app_host_is_reached_at_its_publish_address_even_when_it_is_this_host():
+    assert plan.nginx_app_host_address("published", HOSTVARS, "edge") == "192.168.1.11"
+    assert plan.nginx_app_host_address("published", HOSTVARS, "published") == "192.168.1.11"
+
+
+def test_this_host_without_a_publish_address_is_reached_on_loopback():
+    assert plan.nginx_app_host_address("addressed", HOSTVARS, "addressed") == "127.0.0.1"
+
+
+def test_another_host_is_reached_at_its_ansible_host_else_its_name():
+    assert plan.nginx_app_host_address("addressed", HOSTVARS, "edge") == "10.0.0.12"
+    assert plan.nginx_app_host_address("named", HOSTVARS, "edge") == "named"
+
+
+# nginx_upstreams
+
+
+def test_one_upstream_per_routed_app_with_every_replica_of_every_app_host_host_by_host():
+    groups = {"app": ["published", "addressed", "named"]}
+    assert plan.nginx_upstreams([API, WORKER, WEB], groups, HOSTVARS, "edge") == [
+        {"name": "api", "servers": ["192.168.1.11:8000", "192.168.1.11:8001", "10.0.0.12:8000", "10.0.0.12:8001",
+                                    "named:8000", "named:8001"]},
+        {"name": "web", "servers": ["192.168.1.11:3010", "10.0.0.12:3010", "named:3010"]},
+    ]
+
+
+def test_a_single_node_upstream_is_on_loopback():
+    groups = {"app": ["edge"]}
+    assert plan.nginx_upstreams([API], groups, HOSTVARS, "edge") == [
+        {"name": "api", "servers": ["127.0.0.1:8000", "127.0.0.1:8001"]},
+    ]
+
+
+def test_without_app_hosts_or_replicas_an_upstream_has_no_servers():
+    assert plan.nginx_upstreams([API], {}, HOSTVARS, "edge") == [{"name": "api", "servers": []}]
+    assert plan.nginx_upstreams([{**API, "replicas": 0}], {"app": ["edge"]}, HOSTVARS, "edge")[0]["servers"] == []
+
+
+def test_a_host_port_alone_sets_the_servers_ports():
+    app = {"name": "odd", "host_port": 9000, "replicas": 2, "route": {"path": "/odd/"}}
+    assert plan.nginx_upstreams([app], {"app": ["edge"]}, HOSTVARS, "edge")[0]["servers"] == [
+        "127.0.0.1:9000", "127.0.0.1:9001",
+    ]
+
+
+def test_no_routed_apps_no_upstreams():
+    assert plan.nginx_upstreams([WORKER], {"app": ["edge"]}, HOSTVARS, "edge") == []
+    assert plan.nginx_routes([WORKER], RATE_LIMITS, "api") == []
+
+
+# nginx_routes
+
+
+def test_a_stripped_prefix_proxies_to_the_upstream_root_and_routes_the_health_path_under_it():
+    assert route(API) == {
+        "app": "api",
+        "path": "/api/",
+        "proxy_pass": "http://api/",
+        "rate_limit": {"zone": "api", "burst": 20},
+        "health": {"path": "/api/health", "proxy_pass": "http://api/health"},
+    }
+
+
+@pytest.mark.parametrize(("path", "health_location"), [
+    ("/api/", "/api/health"),
+    ("/api", "/api/health"),
+    ("/", "/health"),
+    ("/a//", "/a//health"),  # only one slash is dropped
+])
+def test_the_health_location_of_a_stripped_route_with_and_without_a_trailing_slash(path, health_location):
+    stripped = route(API, route={"path": path, "strip_prefix": True})
+    assert stripped["path"] == path
+    assert stripped["health"]["path"] == health_location
+
+
+@pytest.mark.parametrize("api_route", [{"path": "/api/"}, {"path": "/api/", "strip_prefix": False}])
+def test_without_strip_prefix_the_request_passes_unchanged(api_route):
+    assert route(API, route=api_route) == {
+        "app": "api", "path": "/api/", "proxy_pass": "http://api", "rate_limit": {"zone": "api", "burst": 20},
+        "health": None,
+    }
+
+
+def test_without_strip_prefix_the_health_path_is_routed_only_when_the_route_holds_it():
+    held = route(API, healthcheck={"path": "/api/health/"}, route={"path": "/api/"})
+    assert held["health"] == {"path": "/api/health/", "proxy_pass": "http://api/api/health/"}
+    assert route(API, route={"path": "/api/"})["health"] is None
+    assert route(API, route={"path": "/"})["health"] == {"path": "/health", "proxy_pass": "http://api/health"}
+
+
+@pytest.mark.parametrize("healthcheck", [None, {}, {"docker": {"test": ["CMD", "true"]}}])
+def test_no_health_location_without_a_healthcheck_path(healthcheck):
+    assert route(API, healthcheck=healthcheck)["health"] is None
+    assert route(API, healthcheck=healthcheck, route={"path": "/"})["health"] is None
+
+
+def test_a_route_picks_its_zone_else_the_default_and_none_turns_the_limit_off():
+    assert route(API, route={"path": "/", "rate_limit": "auth"})["rate_limit"] == {"zone": "auth", "burst": 5}
+    assert route(WEB)["rate_limit"] is None
+    assert plan.nginx_routes([API], RATE_LIMITS, "none")[0]["rate_limit"] is None
+    assert plan.nginx_routes([API], RATE_LIMITS, "auth")[0]["rate_limit"] == {"zone": "auth", "burst": 5}
+
+
+def test_an_unknown_zone_fails():
+    with pytest.raises(KeyError):
+        route(API, route={"path": "/", "rate_limit": "nosuchzone"})
+
+
+def test_routes_keep_the_order_of_the_apps():
+    assert [r["app"] for r in plan.nginx_routes([WEB, WORKER, API], RATE_LIMITS, "api")] == ["web", "api"]
+
+
+def test_the_plugin_exposes_every_filter():
+    assert set(plan.FilterModule().filters()) == {"nginx_upstreams", "nginx_routes"}
