@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -181,6 +182,9 @@ def test_unhealthy_new_version_stops_the_rollout_with_its_logs(host, address):
         assert result.returncode != 0, result.stdout[-3000:]
         assert "api-1 (platform-demo-app:2) did not start or answer /health" in result.stdout
         assert "fatal: cannot reach the license server" in result.stdout
+        # What Docker knew of the replica that failed: it exited, and listened on nothing.
+        assert re.search(r"Container: \w+ \(exit code \d+, restarts \d+", result.stdout), result.stdout
+        assert "Listening inside it: none" in result.stdout
         assert replica_images(host) == {"api-1": "platform-demo-app:2", "api-2": "platform-demo-app:1"}
         assert get_health(address)["version"] == "1"
     finally:
