@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import json
 import os
 import re
 import signal
@@ -12,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +24,7 @@ from rich.text import Text
 from platformctl import hostchecks, manifests, paths, report, runner, validation
 from platformctl import inventory as inventories
 from platformctl.errors import BadInput, ExitCode, InstallerError, PreflightFailed
-from platformctl.events import RunState
+from platformctl.events import OUTSIDE_ROLES, RunState
 from platformctl.progress import Progress
 from platformctl.runner import RunOptions, RunOutcome, new_run_id, output_tail, run_playbook
 from platformctl.secrets import DEFAULT_FORMAT, SecretStore, generate
@@ -185,8 +187,11 @@ def interruptible() -> Iterator[threading.Event]:
 
 
 def run(session: Session, playbook: str, title: str, *, check: bool | None = None,
-        extra_vars: list[str] | None = None) -> tuple[RunOutcome, RunState]:
+        extra_vars: list[str] | None = None, whole: bool = False) -> tuple[RunOutcome, RunState]:
+    """Run a playbook with the command line's options; `whole`: every tag, not --tags/--skip-tags."""
     options = session.options
+    if whole:
+        options.tags = options.skip_tags = None
     if check is not None:
         options.check = check
         options.diff = options.diff or check
@@ -291,7 +296,36 @@ def cmd_check(session: Session) -> int:
     code = exit_code("check", state)
     steps = [f"{len(state.changes)} drifted item(s); `python3 installer.py --inventory {session.args.inventory}` "
              "repairs them." if state.changes else "No drift."]
-    return finish(session, "check", outcome, state, code=code, steps=steps)
+    published = publish_drift(session, state)
+    return finish(session, "check", outcome, state, code=code, steps=steps, details={"drift_published": published})
+
+
+def drift_report(state: RunState, now: float) -> dict[str, dict]:
+    """Per checked host: drifted items by role (every role that was checked, 0 included), when,
+    and whether every role could be checked."""
+    report = {}
+    for host in sorted({r.host for r in state.task_results} | set(state.stats)):
+        roles = {r.role or OUTSIDE_ROLES for r in state.task_results if r.host == host}
+        items = Counter(c.role or OUTSIDE_ROLES for c in state.changes if c.host == host)
+        counts = state.stats.get(host, {})
+        finished = bool(counts) and not counts["failed"] and not counts["unreachable"]
+        report[host] = {"roles": {role: items.get(role, 0) for role in sorted(roles | set(items))},
+                        "success": finished and not any(f.host == host for f in state.failures), "time": int(now)}
+    return report
+
+
+def publish_drift(session: Session, state: RunState) -> bool:
+    """Leave a whole check's result on each checked host for the monitoring role's alerts
+    (node exporter's textfile collector). A check narrowed by tags says nothing of the rest."""
+    if not session.loaded.groups().get("monitoring") or session.args.tags or session.args.skip_tags:
+        return False
+    document = json.dumps({"platform_drift_report": drift_report(state, time.time())})
+    _, published = run(session, "site.yml", "drift report", check=False, whole=True,
+                       extra_vars=["platform_action=drift", document])
+    if run_failed(published):
+        session.console.print("warning: the drift report could not be left on every host (see above)",
+                              style="yellow", highlight=False)
+    return not run_failed(published)
 
 
 @contextlib.contextmanager

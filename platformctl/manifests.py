@@ -20,7 +20,7 @@ from platformctl import paths
 
 MANIFEST = Path("meta") / "platform.yml"
 # Entry points: the action and the role's tasks file that carries it out.
-ACTIONS = {"install": "main", "verify": "verify", "backup": "backup", "restore": "restore"}
+ACTIONS = {"install": "main", "verify": "verify", "backup": "backup", "restore": "restore", "drift": "drift"}
 MINIMUM_KEYS = ("cpus", "memory_mb", "disk_free_gb")
 PROTOCOLS = ("tcp", "udp")
 ALNUM = string.ascii_letters + string.digits

@@ -10,7 +10,7 @@ from conftest import replay
 from rich.console import Console
 
 from platformctl import report
-from platformctl.cli import exit_code
+from platformctl.cli import drift_report, exit_code
 from platformctl.errors import ExitCode
 from platformctl.events import RECAP_FIELDS, RunState, masked
 from platformctl.progress import Progress
@@ -67,6 +67,19 @@ def test_time_per_role_follows_the_task_events_and_is_printed_and_written(tmp_pa
     console = Console(record=True, width=120)
     report.print_end(console, "install", state, outcome(tmp_path), [])
     assert "Time per role" in console.export_text()
+
+
+def test_drift_report_counts_each_checked_role_per_host():
+    state, _ = replay("drift")
+    report = drift_report(state, 1_800_000_000.4)
+    assert set(report) == set(state.stats)
+    for host, entry in report.items():
+        drifted = [c for c in state.changes if c.host == host]
+        assert sum(entry["roles"].values()) == len(drifted) > 0
+        assert set(entry["roles"]) >= {c.role or "(plays)" for c in drifted}
+        assert entry["success"] is True and entry["time"] == 1_800_000_000
+    failed, _ = replay("failure")
+    assert not drift_report(failed, 0)["db-1"]["success"]
 
 
 def test_reconverge_reports_no_change():

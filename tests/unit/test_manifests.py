@@ -34,7 +34,7 @@ def test_every_declared_action_has_its_tasks_file():
     ({"order": "first"}, "order: expected an integer, got str 'first'"),
     ({"order": True}, "order: expected an integer, got bool True"),
     ({"groups": None}, "groups: expected a list, got NoneType None"),
-    ({"actions": ["deploy"]}, "actions: deploy: expected one of install, verify, backup, restore"),
+    ({"actions": ["deploy"]}, "actions: deploy: expected one of install, verify, backup, restore, drift"),
     ({"secrets": [{"name": "k", "format": "hex"}]}, "secrets[0]: format: expected one of alnum40, hex32, base64-32"),
     ({"secrets": [{"name": "k", "length": 9}]}, "secrets[0]: length: unknown key"),
     ({"ports": [{"port": 1, "comment": "x", "proto": "sctp"}]}, "ports[0]: proto: expected one of tcp, udp"),

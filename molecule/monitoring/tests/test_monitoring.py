@@ -113,7 +113,8 @@ def test_prometheus_loaded_the_rules(host):
     alerts = {rule["name"] for group in groups for rule in group["rules"]}
     assert {"TargetDown", "PostgreSQLDown", "RedisDown", "NginxDown", "HighErrorRate", "HighLatencyP95",
             "HighMemoryUsage", "DiskAlmostFull", "BackupTooOld", "WalArchivingFailing",
-            "CertificateExpiresSoon", "GpuTemperatureHigh", "GpuMemoryHigh"} <= alerts
+            "CertificateExpiresSoon", "GpuTemperatureHigh", "GpuMemoryHigh", "PlatformDrift",
+            "PlatformDriftCheckMissing", "PlatformDriftCheckFailed"} <= alerts
     unhealthy = [(rule["name"], rule.get("lastError")) for group in groups for rule in group["rules"]
                  if rule.get("health") == "err"]
     assert not unhealthy, unhealthy
@@ -311,3 +312,45 @@ def test_grafana_is_served_at_its_sub_path(host):
         assert answer == "stand-in-grafana\n 200", answer
     finally:
         host.run("systemctl stop grafana-standin")
+
+
+def checked_and_published(host) -> dict:
+    """What installer.py check does (platformctl/cli.py): site.yml in check and diff mode, the
+    per-host drift report from its events, then the drift action that leaves it on each host."""
+    project = str(Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]))
+    if project not in sys.path:
+        sys.path.insert(0, project)
+    from platformctl import paths
+    from platformctl.cli import drift_report
+    from platformctl.events import RunState
+    from platformctl.runner import RunOptions, new_run_id, run_playbook
+
+    def playbook(options: RunOptions) -> RunState:
+        state = RunState()
+        outcome = run_playbook(paths.PLAYBOOKS / "site.yml", Path(INVENTORY), options, state,
+                               run_id=new_run_id("monitoring-test"))
+        assert outcome.rc in (0, 2) and not state.failures, (outcome, state.failures)
+        return state
+
+    report = drift_report(playbook(RunOptions(check=True, diff=True, tags="monitoring")), time.time())
+    playbook(RunOptions(extra_vars=["platform_action=drift", json.dumps({"platform_drift_report": report})]))
+    return report[host.backend.get_hostname()]
+
+
+def test_a_check_that_finds_drift_fires_the_drift_alert_and_a_clean_one_clears_it(host):
+    config = "/etc/prometheus/prometheus.yml"
+    host.check_output("cp -p %s %s.before-test", config, config)
+    host.check_output("echo '# edited by hand' >> %s", config)
+    try:
+        drifted = checked_and_published(host)
+    finally:
+        host.check_output("mv %s.before-test %s", config, config)
+    assert drifted["roles"]["monitoring"] >= 1 and drifted["success"]
+    assert wait_for(lambda: "firing" in alert_states(host, "PlatformDrift"), 60), "PlatformDrift did not fire"
+    assert query(host, 'platform_drift_items{role="monitoring"} >= 1')
+    assert query(host, "time() - platform_drift_check_timestamp_seconds < 300")
+
+    clean = checked_and_published(host)
+    assert clean["roles"]["monitoring"] == 0
+    assert wait_for(lambda: not alert_states(host, "PlatformDrift"), 60), "PlatformDrift did not clear"
+    assert not alert_states(host, "PlatformDriftCheckMissing") and not alert_states(host, "PlatformDriftCheckFailed")
