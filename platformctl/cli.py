@@ -144,9 +144,10 @@ def open_session(args: argparse.Namespace, console: Console) -> Session:
 @contextlib.contextmanager
 def exclusive(inventory: inventories.Inventory) -> Iterator[None]:
     """One run at a time per inventory: two installers on the same hosts would fight over apt and files."""
-    # Not under runs/: ansible-runner's rotation removes whatever else is there.
-    lock_file = Path(tempfile.gettempdir()) / f"platformctl-{inventory.path.name}-{inventory.tag}.lock"
-    with lock_file.open("a+") as lock:
+    lock_file = paths.lock_dir() / f"{inventory.path.name}-{inventory.tag}.lock"
+    # Never through a link someone left at that name, and never readable by others.
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "r+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

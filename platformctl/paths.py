@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -11,3 +12,15 @@ ROLES = ROOT / "roles"
 INVENTORIES = ROOT / "inventories"
 COLLECTIONS_REQUIREMENTS = ROOT / "collections" / "requirements.yml"
 RUNS = ROOT / "runs"
+
+
+def lock_dir() -> Path:
+    """Where the run locks are: /run for root, the user's runtime folder otherwise; private
+    folders, not the shared /tmp (and not under runs/, whose rotation removes what it holds)."""
+    if os.geteuid() == 0:
+        base = Path("/run/platformctl")
+    else:
+        runtime = os.environ.get("XDG_RUNTIME_DIR")
+        base = Path(runtime) / "platformctl" if runtime else Path.home() / ".cache" / "platformctl" / "locks"
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return base

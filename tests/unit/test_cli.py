@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -191,6 +192,9 @@ def test_a_second_run_on_the_same_inventory_is_refused(capsys, sample_project, w
     assert code == 1
     assert "another installer.py run uses this inventory (pid " in one_error_line(err)
     assert not list(tmp_path.glob("*.conf"))
+    locks = list(paths.lock_dir().glob(f"{folder.name}-*.lock"))
+    assert locks and all(lock.stat().st_mode & 0o077 == 0 for lock in locks)
+    assert not str(paths.lock_dir()).startswith(tempfile.gettempdir())
 
 
 def test_a_playbook_left_by_a_killed_installer_is_named_and_blocks_a_new_run(capsys, sample_project, write_inventory,
