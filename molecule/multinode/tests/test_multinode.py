@@ -140,6 +140,15 @@ def test_rerun_changes_nothing():
     assert {host: counts["changed"] for host, counts in hosts.items()} == dict.fromkeys(hosts, 0)
 
 
+def test_check_after_the_rerun_finds_no_drift():
+    """The check-mode pass of this scenario, through installer.py: every role of every host."""
+    proc = installer("check", "--json", str(EPHEMERAL / "check.json"))
+    report = json.loads((EPHEMERAL / "check.json").read_text())
+    assert proc.returncode == 0, [(d["host"], d["role"], d["task"]) for d in report["drift"]]
+    assert report["drift"] == [] and report["failures"] == []
+    assert set(report["roles"]) >= {"common", "firewall", "docker", "postgresql", "redis", "ollama", "app", "nginx"}
+
+
 STOPPED = {DATA: ["postgresql", "redis-server"], APP: ["ollama", "docker.socket", "docker"], EDGE: ["nginx"]}
 
 
