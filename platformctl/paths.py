@@ -11,7 +11,9 @@ PLAYBOOKS = ROOT / "playbooks"
 ROLES = ROOT / "roles"
 INVENTORIES = ROOT / "inventories"
 COLLECTIONS_REQUIREMENTS = ROOT / "collections" / "requirements.yml"
-RUNS = ROOT / "runs"
+# Every run's log and events; PLATFORMCTL_RUNS_DIR puts them elsewhere (a disk with room, or
+# one folder per test scenario).
+RUNS = Path(os.environ.get("PLATFORMCTL_RUNS_DIR") or ROOT / "runs")
 
 
 def lock_dir() -> Path:

@@ -89,7 +89,7 @@ def run_playbook(
             on_event(event)
         return True
 
-    paths.RUNS.mkdir(exist_ok=True)
+    paths.RUNS.mkdir(parents=True, exist_ok=True)
     # ansible-playbook is beside the Python that runs us (the venv), active or not.
     bin_dir = str(Path(sys.executable).parent)
     envvars = {"PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),

@@ -30,11 +30,12 @@ TIMEOUT = 3
 
 
 SECRETS_DIR = EPHEMERAL / "secrets"
+RUNS_DIR = EPHEMERAL / "runs"  # this scenario's own: other scenarios' runs rotate runs/
 PRINTED: list[str] = []  # what the installer runs of these tests printed
 
 
 def installer(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PLATFORMCTL_SECRETS_DIR=str(SECRETS_DIR))
+    env = dict(os.environ, PLATFORMCTL_SECRETS_DIR=str(SECRETS_DIR), PLATFORMCTL_RUNS_DIR=str(RUNS_DIR))
     proc = subprocess.run([sys.executable, "installer.py", *args, "--inventory", str(INVENTORY)],
                           cwd=PROJECT, env=env, text=True, capture_output=True, check=False)
     print(proc.stdout, proc.stderr)
@@ -186,7 +187,7 @@ def test_no_secret_in_run_folders_reports_or_output():
     inventory, in the --json reports or in what the installer printed."""
     secrets = vault_values() | {v for k, v in app_environment().items() if k in ("DATABASE_URL", "REDIS_URL")}
     assert len(secrets) >= 5
-    runs = [d for d in (PROJECT / "runs").iterdir()
+    runs = [d for d in RUNS_DIR.iterdir()
             if (d / "command").is_file() and str(INVENTORY) in (d / "command").read_text(errors="replace")]
     assert len(runs) >= 4  # preflight, site and verify of the install, and of the rerun
     texts = {str(f): f.read_text(errors="replace") for run in runs for f in run.rglob("*") if f.is_file()}
