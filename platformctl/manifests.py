@@ -21,6 +21,8 @@ from platformctl import paths
 MANIFEST = Path("meta") / "platform.yml"
 # Entry points: the action and the role's tasks file that carries it out.
 ACTIONS = {"install": "main", "verify": "verify", "backup": "backup", "restore": "restore", "drift": "drift"}
+# The actions site.yml dispatches; restore is orchestrated by playbooks/restore.yml instead.
+DISPATCHED = ("install", "verify", "backup", "drift")
 MINIMUM_KEYS = ("cpus", "memory_mb", "disk_free_gb")
 PROTOCOLS = ("tcp", "udp")
 ALNUM = string.ascii_letters + string.digits
@@ -235,8 +237,9 @@ def roles_of_host(manifests: Iterable[Manifest], host_groups: Iterable[str],
 
 def dispatch(manifests: Iterable[Manifest], groups: Mapping[str, list[str]], action: str) -> list[dict[str, Any]]:
     """The site playbook's plan for an action: each role that has it, in order, with its hosts."""
-    if action not in ACTIONS:
-        raise ValueError(f"platform_action: {action}: expected one of {', '.join(ACTIONS)}")
+    if action not in DISPATCHED:
+        raise ValueError(f"platform_action: {action}: expected one of {', '.join(DISPATCHED)} "
+                         "(a restore runs through playbooks/restore.yml, which checks the target first)")
     return [{"name": m.role, "tasks": m.tasks_for(action), "hosts": m.hosts(groups),
              "tags": sorted({m.role, *m.tags})}
             for m in manifests if m.tasks_for(action)]

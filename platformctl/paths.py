@@ -17,12 +17,9 @@ RUNS = Path(os.environ.get("PLATFORMCTL_RUNS_DIR") or ROOT / "runs")
 
 
 def lock_dir() -> Path:
-    """Where the run locks are: /run for root, the user's runtime folder otherwise; private
-    folders, not the shared /tmp (and not under runs/, whose rotation removes what it holds)."""
-    if os.geteuid() == 0:
-        base = Path("/run/platformctl")
-    else:
-        runtime = os.environ.get("XDG_RUNTIME_DIR")
-        base = Path(runtime) / "platformctl" if runtime else Path.home() / ".cache" / "platformctl" / "locks"
+    """Where the run locks are: /run for root, the user's own cache folder otherwise (the same
+    for a timer's service and a login shell of that user); never the shared /tmp, nor runs/,
+    whose rotation removes what it holds."""
+    base = Path("/run/platformctl") if os.geteuid() == 0 else Path.home() / ".cache" / "platformctl" / "locks"
     base.mkdir(mode=0o700, parents=True, exist_ok=True)
     return base

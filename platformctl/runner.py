@@ -96,7 +96,8 @@ def run_playbook(
                "ANSIBLE_CONFIG": str(paths.ANSIBLE_CFG), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
                "ANSIBLE_ROLES_PATH": str(paths.ROLES)}
     cancel = cancel or threading.Event()
-    with tempfile.TemporaryDirectory(prefix="platformctl-") as private, stopped_when_interrupted(inventory_file):
+    masking, stopping = masked_afterwards(paths.RUNS / run_id, state.mask), stopped_when_interrupted(inventory_file)
+    with masking, tempfile.TemporaryDirectory(prefix="platformctl-") as private, stopping:
         result = ansible_runner.run(
             private_data_dir=private,
             project_dir=str(paths.ROOT),
@@ -114,11 +115,22 @@ def run_playbook(
             timeout=None,
             settings={"suppress_ansible_output": True},
         )
-    mask_file(paths.RUNS / run_id / "stdout", state.mask)
     interrupted = cancel.is_set() or result.status == "canceled"
     if interrupted:
         stop_left_playbooks(inventory_file)
     return RunOutcome(status=result.status, rc=result.rc, run_dir=paths.RUNS / run_id, interrupted=interrupted)
+
+
+@contextlib.contextmanager
+def masked_afterwards(run_dir: Path, mask: Callable[[str], str]) -> Iterator[None]:
+    """However the run ends (a second Ctrl-C too): the run log masked, and the raw events
+    ansible-runner had not yet handled (and masked) removed."""
+    try:
+        yield
+    finally:
+        mask_file(run_dir / "stdout", mask)
+        for partial in (run_dir / "job_events").glob("*-partial.json*"):
+            partial.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -24,11 +24,17 @@ def role_dependencies(role: str) -> list[str]:
 
 
 def role_options(role: str) -> dict[str, dict]:
+    """Every option of the role's argument specs: main's, then those only its other entry
+    points (backup, restore) take."""
     spec_file = paths.ROLES / role / "meta" / "argument_specs.yml"
     if not spec_file.is_file():
         return {}
-    specs = yaml.safe_load(spec_file.read_text(encoding="utf-8")) or {}
-    return ((specs.get("argument_specs") or {}).get("main") or {}).get("options") or {}
+    specs = (yaml.safe_load(spec_file.read_text(encoding="utf-8")) or {}).get("argument_specs") or {}
+    options: dict[str, dict] = {}
+    for entry_point in sorted(specs, key=lambda name: name != "main"):
+        for key, spec in ((specs[entry_point] or {}).get("options") or {}).items():
+            options.setdefault(key, spec)
+    return options
 
 
 def all_roles() -> list[str]:

@@ -3,6 +3,12 @@ installer and the playbooks derive from them."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -97,3 +103,51 @@ def test_secrets_of_the_applied_roles_only():
 def test_each_secret_format_makes_a_fresh_value(secret_format):
     first, second = manifests.SECRET_FORMATS[secret_format](), manifests.SECRET_FORMATS[secret_format]()
     assert first != second and len(first) >= 40
+
+
+EVERY_DOWNLOAD_ON = {"docker_source": "docker-ce", "postgresql_repository": "pgdg", "monitoring_grafana_enabled": True,
+                     "nvidia_container_toolkit_force": True, "ollama_models": ["llama3.2:1b"]}
+LOCAL_SOURCES = {"docker_ce_repository_url": "http://mirror.internal/docker", "docker_ce_key_file": "/srv/docker.gpg",
+                 "nvidia_container_toolkit_repo_src": "/srv/nvidia", "ollama_archive_src": "/srv/ollama.tgz",
+                 "ollama_archive_sha256": "0" * 64, "ollama_models_src": "/srv/models",
+                 "monitoring_grafana_apt_url": "", "postgresql_pgdg_url": "http://mirror.internal/pgdg"}
+
+
+def downloads_of_a_host_in_every_group(tmp_path, settings: dict) -> list[dict]:
+    """playbooks/preflight.yml's lookup, as a host in every group with these settings sees it
+    (only this machine's facts are read)."""
+    groups = {group: {"hosts": {"node": None}} for group in ("gpu", "app", "postgres", "redis", "ollama", "edge",
+                                                               "monitoring")}
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, **settings},
+        "hosts": {"node": None}, "children": groups}}))
+    out = tmp_path / "downloads.json"
+    (tmp_path / "play.yml").write_text(yaml.safe_dump([{
+        "hosts": "node", "gather_facts": True, "gather_subset": ["min"], "tasks": [{
+            "ansible.builtin.copy": {"dest": str(out), "mode": "0600",
+                                     "content": "{{ query('platform_downloads') | to_json }}"}}]}]))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(paths.ANSIBLE_CFG), ANSIBLE_ROLES_PATH=str(paths.ROLES))
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
+               str(tmp_path / "play.yml")]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return json.loads(out.read_text())
+
+
+def test_every_download_condition_evaluates_and_local_sources_take_their_place(tmp_path):
+    declared = {d.name for m in manifests.load_all() for d in m.downloads}
+    found = downloads_of_a_host_in_every_group(tmp_path, EVERY_DOWNLOAD_ON)
+    assert {d["name"] for d in found} == declared
+    assert all(d["url"].startswith("https://") and "{{" not in d["url"] for d in found)
+    local = downloads_of_a_host_in_every_group(tmp_path, {**EVERY_DOWNLOAD_ON, **LOCAL_SOURCES})
+    # What stays is the repositories the settings point elsewhere: preflight checks those.
+    assert {d["name"]: d["url"].split("/dists/")[0] for d in local} == {
+        "docker-ce-repository": "http://mirror.internal/docker", "pgdg-repository": "http://mirror.internal/pgdg"}
+
+
+def test_restore_is_not_dispatched_and_other_entry_points_options_are_known():
+    with pytest.raises(ValueError, match=r"playbooks/restore\.yml"):
+        manifests.dispatch(manifests.load_all(), INVENTORY, "restore")
+    from platformctl import validation
+
+    assert "postgresql_backup_type" in validation.role_options("postgresql")  # the backup entry point's
