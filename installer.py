@@ -74,14 +74,18 @@ def create_venv() -> None:
         try:
             venv.EnvBuilder(with_pip=True).create(VENV)
             return
-        except (OSError, subprocess.CalledProcessError):
-            # Debian and Ubuntu leave ensurepip out unless python3-venv is installed.
+        except (OSError, subprocess.CalledProcessError, SystemExit):
+            # Debian and Ubuntu leave ensurepip out unless python3-venv is installed; their
+            # venv module then prints its own advice and exits.
             shutil.rmtree(VENV, ignore_errors=True)
             if attempt or not install_venv_support(packages):
                 break
-    wanted = " ".join(packages) or f"the venv module of Python {version}"
-    fail(f"this Python cannot create a virtual environment; install {wanted} "
-         f"(as root: `apt-get install {wanted}`), then run the same command again")
+    if not packages:
+        fail(f"this Python cannot create a virtual environment; install the venv module of Python {version}, "
+             "then run the same command again")
+    sudo = "" if os.geteuid() == 0 else "sudo "
+    fail(f"this Python cannot create a virtual environment; install {' and '.join(packages)} "
+         f"(`{sudo}apt-get install {' '.join(packages)}`), then run the same command again")
 
 
 def bootstrap() -> None:

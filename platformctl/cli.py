@@ -101,12 +101,13 @@ class Session:
     roles: dict[str, set[str]]
     store: SecretStore
     outcomes: list[tuple[str, RunOutcome, RunState]] = field(default_factory=list)
+    facts: Path | None = None  # this command's fact cache (RunOptions.fact_cache)
 
     @property
     def options(self) -> RunOptions:
         a = self.args
         return RunOptions(limit=a.limit, tags=a.tags, skip_tags=a.skip_tags, extra_vars=list(a.extra_vars),
-                          check=a.check, diff=a.diff, verbosity=a.verbose)
+                          check=a.check, diff=a.diff, verbosity=a.verbose, fact_cache=self.facts)
 
     def wanted_secrets(self) -> dict[str, str]:
         """Name -> format of every secret: those of the roles that run on at least one host
@@ -425,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "install" and args.check:
             args.command = "check"
         session = open_session(args, console)
-        with exclusive(session.inventory):
+        with exclusive(session.inventory), tempfile.TemporaryDirectory(prefix="platformctl-facts-") as facts:
+            session.facts = Path(facts)
             return int(HANDLERS[args.command](session))
     except InstallerError as err:
         for message in err.messages:

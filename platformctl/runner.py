@@ -31,6 +31,9 @@ class RunOptions:
     check: bool = False
     diff: bool = False
     verbosity: int = 0
+    # Facts shared by the runs of one installer command (preflight, site.yml, verify):
+    # with ansible.cfg's `gathering = smart`, each host's facts are gathered once.
+    fact_cache: Path | None = None
 
 
 def mask_file(file: Path, mask: Callable[[str], str]) -> None:
@@ -94,7 +97,10 @@ def run_playbook(
     bin_dir = str(Path(sys.executable).parent)
     envvars = {"PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
                "ANSIBLE_CONFIG": str(paths.ANSIBLE_CFG), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
-               "ANSIBLE_ROLES_PATH": str(paths.ROLES)}
+               "ANSIBLE_ROLES_PATH": str(paths.ROLES),
+               # ansible-runner turns host key checking off unless this is set.
+               "ANSIBLE_HOST_KEY_CHECKING": os.environ.get("ANSIBLE_HOST_KEY_CHECKING", "True")}
+    facts = {"fact_cache": str(options.fact_cache)} if options.fact_cache else {}
     cancel = cancel or threading.Event()
     masking, stopping = masked_afterwards(paths.RUNS / run_id, state.mask), stopped_when_interrupted(inventory_file)
     with masking, tempfile.TemporaryDirectory(prefix="platformctl-") as private, stopping:
@@ -114,6 +120,7 @@ def run_playbook(
             json_mode=False,
             timeout=None,
             settings={"suppress_ansible_output": True},
+            **facts,
         )
     interrupted = cancel.is_set() or result.status == "canceled"
     if interrupted:

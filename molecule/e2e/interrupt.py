@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
+SSH_SESSION = re.compile(r"sshd(-session)?: \S+@")
 RUNS = PROJECT / "runs"
 
 
@@ -85,11 +87,14 @@ def host_command(container: str, command: str) -> str:
 
 def kill_on_host(container: str) -> list[int]:
     """SIGKILL the Ansible module processes on the test host and everything they started:
-    what the connection started (a parent outside the container: pid 0 inside it)."""
+    the SSH sessions of the connection (sshd's per-user process, "sshd: USER@notty" or
+    "sshd-session: USER@notty"), or what docker exec started (a parent outside the
+    container: pid 0 inside it)."""
     parents, modules = {}, []
     for pid, ppid, args in host_processes(container):
         parents[pid] = ppid
-        if (ppid == 0 and pid != 1 and not args.startswith("ps ")) or "AnsiballZ_" in args:
+        if ((ppid == 0 and pid != 1 and not args.startswith("ps ")) or "AnsiballZ_" in args
+                or SSH_SESSION.match(args)):
             modules.append(pid)
     doomed = set(modules)
     changed = True

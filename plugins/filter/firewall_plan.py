@@ -20,6 +20,10 @@ _SSHD_SETTING = re.compile(r"^(\S+) (.*)$")
 _HOST_PREFIX = re.compile(r"/(32|128)$")
 _RULE_COMMENT = re.compile(r" comment '.*'$")
 _RULE_ACTION = re.compile(r"^(route )?(allow|deny|reject|limit) ")
+# `ufw status verbose`: "Default: deny (incoming), allow (outgoing), disabled (routed)".
+_DEFAULT_POLICY = re.compile(r"(\w+) \((incoming|outgoing|routed)\)")
+# The heading before each command's output in the role's one read of the host.
+_SECTION = re.compile(r"^## (\w+)$")
 
 KEPT_COMMENT = "kept open: in use when the firewall was set up"
 
@@ -172,6 +176,31 @@ def firewall_diff(present: list[str], wanted: Mapping[str, str], tag: str) -> di
     }
 
 
+def firewall_sections(text: str) -> dict[str, list[str]]:
+    """The output of the role's one read of the host (read_rules.yml), each command's lines
+    under the name its "## name" heading gives."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        heading = _SECTION.match(line)
+        if heading:
+            current = sections.setdefault(heading.group(1), [])
+        elif current is not None and line.strip():
+            current.append(line)
+    return sections
+
+
+def firewall_defaults_to_set(status_lines: Iterable[str], wanted: Mapping[str, str]) -> list[dict]:
+    """The default policies ({direction, policy}, in `wanted`'s order) that the lines of
+    `ufw status verbose` show otherwise; all of them while ufw is off, since it shows none."""
+    in_effect: dict[str, str] = {}
+    for line in status_lines:
+        if line.startswith("Default:"):
+            in_effect = {direction: policy for policy, direction in _DEFAULT_POLICY.findall(line)}
+    return [{"direction": direction, "policy": policy} for direction, policy in wanted.items()
+            if in_effect.get(direction) != policy]
+
+
 def firewall_sshd_not_hardened(effective_lines: Iterable[str], expected: Mapping[str, str]) -> list[str]:
     """The `expected` sshd settings that the lines of `sshd -T` show otherwise, each as
     "name: in effect (wanted expected)", "unset" when sshd does not print it."""
@@ -202,4 +231,6 @@ class FilterModule:
             "firewall_present": firewall_present,
             "firewall_diff": firewall_diff,
             "firewall_sshd_not_hardened": firewall_sshd_not_hardened,
+            "firewall_sections": firewall_sections,
+            "firewall_defaults_to_set": firewall_defaults_to_set,
         }

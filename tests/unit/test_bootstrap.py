@@ -38,18 +38,21 @@ def test_debian_and_ubuntu_get_their_venv_packages(tmp_path, release, packages):
     assert installer.venv_packages(installer.os_release(file), "3.11") == packages
 
 
-def test_without_root_nothing_is_installed_and_the_message_says_what_to_install(tmp_path, monkeypatch, capsys):
+# Python's own venv raises OSError without ensurepip; Debian's prints its advice and exits.
+@pytest.mark.parametrize("without_ensurepip", [OSError("ensurepip is not available"), SystemExit(1)])
+def test_without_root_nothing_is_installed_and_the_message_says_what_to_install(tmp_path, monkeypatch, capsys,
+                                                                                without_ensurepip):
     monkeypatch.setattr(installer, "VENV", tmp_path / "venv")
     monkeypatch.setattr(installer.os, "geteuid", lambda: 1000)
     monkeypatch.setattr(installer, "os_release", lambda: {"ID": "debian"})
 
     def no_ensurepip(self, env_dir):
-        raise OSError("ensurepip is not available")
+        raise without_ensurepip
 
     monkeypatch.setattr(installer.venv.EnvBuilder, "create", no_ensurepip)
     with pytest.raises(SystemExit) as stopped:
         installer.create_venv()
     assert stopped.value.code == 4
     message = capsys.readouterr().err
-    assert "`apt-get install python3-venv python3." in message
+    assert "`sudo apt-get install python3-venv python3." in message
     assert not (tmp_path / "venv").exists()

@@ -183,6 +183,41 @@ def test_cancel_stops_a_running_playbook(sample_project, write_inventory):
     assert playbooks_left_running(folder / "hosts.yml") == []
 
 
+FACTS_AND_CONFIG = """\
+- name: Facts, and a setting the run was given
+  hosts: all
+  gather_facts: true
+  tasks:
+    - name: Say whether host keys are checked
+      ansible.builtin.debug:
+        msg: "host_key_checking={{ lookup('ansible.builtin.config', 'HOST_KEY_CHECKING') }}"
+"""
+
+
+def task_results(playbook: Path, folder: Path, options: RunOptions, run_id: str) -> dict[str, dict]:
+    results: dict[str, dict] = {}
+
+    def keep(event: dict) -> None:
+        if event.get("event") == "runner_on_ok":
+            results[event["event_data"]["task"]] = event["event_data"]["res"]
+
+    outcome = run_playbook(playbook, folder / "hosts.yml", options, RunState(), run_id=run_id, on_event=keep)
+    assert outcome.rc == 0
+    return results
+
+
+def test_the_runs_of_one_command_gather_facts_once_and_check_host_keys(sample_project, write_inventory, tmp_path):
+    folder = write_inventory(LOCAL_HOSTS)
+    playbook = tmp_path / "facts.yml"
+    playbook.write_text(FACTS_AND_CONFIG)
+    options = RunOptions(fact_cache=tmp_path / "facts")
+    first = task_results(playbook, folder, options, "test-facts-1")
+    second = task_results(playbook, folder, options, "test-facts-2")
+    assert "Gathering Facts" in first and "Gathering Facts" not in second
+    # ansible-runner would turn it off; SSH must refuse a host whose key changed.
+    assert first["Say whether host keys are checked"]["msg"] == "host_key_checking=True"
+
+
 def test_a_second_run_on_the_same_inventory_is_refused(capsys, sample_project, write_inventory, tmp_path):
     from platformctl.cli import exclusive
 

@@ -299,8 +299,55 @@ def test_a_setting_without_a_value_is_reported_empty():
     assert plan.firewall_sshd_not_hardened(["maxauthtries "], {"maxauthtries": 3}) == ["maxauthtries:  (wanted 3)"]
 
 
+READ = """## status
+Status: active
+Logging: on (low)
+Default: deny (incoming), allow (outgoing), deny (routed)
+New profiles: skip
+
+## added
+Added user rules (see 'ufw status' for running firewall):
+ufw limit 22/tcp comment 'platform-managed: ssh'
+## listening
+## established
+ESTAB 0 0 172.31.0.2:22 172.31.0.1:50000
+"""
+WANTED_DEFAULTS = {"incoming": "deny", "outgoing": "allow", "routed": "deny"}
+
+
+def test_the_read_is_split_into_its_commands_lines():
+    sections = plan.firewall_sections(READ)
+    assert list(sections) == ["status", "added", "listening", "established"]
+    assert sections["status"][0] == "Status: active"
+    assert plan.firewall_present(sections["added"]) == ["limit 22/tcp comment 'platform-managed: ssh'"]
+    assert sections["listening"] == []
+    assert sections["established"] == ["ESTAB 0 0 172.31.0.2:22 172.31.0.1:50000"]
+
+
+def test_lines_before_the_first_heading_belong_to_none():
+    assert plan.firewall_sections("noise\n## status\nStatus: inactive\n") == {"status": ["Status: inactive"]}
+
+
+def test_defaults_in_effect_need_no_change():
+    assert plan.firewall_defaults_to_set(plan.firewall_sections(READ)["status"], WANTED_DEFAULTS) == []
+
+
+def test_a_differing_default_is_set_alone():
+    status = ["Status: active", "Default: deny (incoming), allow (outgoing), disabled (routed)"]
+    assert plan.firewall_defaults_to_set(status, WANTED_DEFAULTS) == [{"direction": "routed", "policy": "deny"}]
+
+
+def test_every_default_is_set_while_ufw_is_off():
+    assert plan.firewall_defaults_to_set(["Status: inactive"], WANTED_DEFAULTS) == [
+        {"direction": "incoming", "policy": "deny"},
+        {"direction": "outgoing", "policy": "allow"},
+        {"direction": "routed", "policy": "deny"},
+    ]
+
+
 def test_the_plugin_exposes_every_filter():
     assert set(plan.FilterModule().filters()) == {
         "firewall_entries", "firewall_source_hosts", "firewall_source_addresses", "firewall_rules", "firewall_inbound",
         "firewall_kept", "firewall_wanted", "firewall_present", "firewall_diff", "firewall_sshd_not_hardened",
+        "firewall_sections", "firewall_defaults_to_set",
     }

@@ -1,0 +1,78 @@
+"""After the README's first command (converge.yml): the same command again changes nothing
+and passes its verify, on both machines at once; the admin user's repository stays theirs
+(a run under sudo's become left no root-owned file they cannot replace); nginx answers over
+TLS with the certificate the install made. Commands run inside the test hosts (docker exec)
+as the newcomer: root on Debian 12, the admin user on Debian 13."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+
+import pytest
+
+NEWCOMERS = {"newcomer-debian12": ("root", "/root"), "newcomer-debian13": ("admin", "/home/admin")}
+
+
+def as_newcomer(host: str, *argv: str, timeout: int = 60) -> subprocess.CompletedProcess:
+    user, home = NEWCOMERS[host]
+    return subprocess.run(["docker", "exec", "-u", user, "-e", f"HOME={home}", "-w", f"{home}/platform", host, *argv],
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def rerun(host: str) -> tuple[subprocess.CompletedProcess, dict]:
+    home = NEWCOMERS[host][1]
+    proc = as_newcomer(host, "python3", "installer.py", "--inventory", "local", "--json", f"{home}/rerun.json",
+                       timeout=3600)
+    report = as_newcomer(host, "cat", f"{home}/rerun.json")
+    return proc, json.loads(report.stdout) if report.returncode == 0 else {}
+
+
+@cache
+def reruns() -> dict[str, tuple[subprocess.CompletedProcess, dict]]:
+    with ThreadPoolExecutor(len(NEWCOMERS)) as pool:
+        return dict(zip(NEWCOMERS, pool.map(rerun, NEWCOMERS)))
+
+
+@pytest.mark.parametrize("host", NEWCOMERS)
+def test_first_install_passed_its_verify(host):
+    report = as_newcomer(host, "cat", f"{NEWCOMERS[host][1]}/install.json")
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["exit_code"] == 0
+
+
+@pytest.mark.parametrize("host", NEWCOMERS)
+def test_the_same_command_again_changes_nothing_and_verifies(host):
+    proc, report = reruns()[host]
+    print(proc.stdout[-6000:], proc.stderr[-3000:])
+    assert proc.returncode == 0, f"rerun on {host} exited {proc.returncode}"
+    assert report["totals"]["changed"] == 0, [(h, s["changed"]) for h, s in report["hosts"].items()]
+
+
+def test_the_admin_users_repository_stays_theirs():
+    reruns()
+    foreign = as_newcomer("newcomer-debian13", "find", ".", "!", "-user", "admin", "-print")
+    assert foreign.returncode == 0, foreign.stderr
+    assert foreign.stdout.split() == []
+
+
+# Python's own client (the host has no curl): the handshake must verify against the
+# certificate the nginx role generated for platform_domain (localhost).
+TLS_PROBE = """
+import ssl, urllib.error, urllib.request
+context = ssl.create_default_context(cafile="/etc/nginx/tls/localhost.crt")
+try:
+    print(urllib.request.urlopen("https://localhost/", context=context, timeout=10).status)
+except urllib.error.HTTPError as answer:
+    print(answer.code)
+"""
+
+
+@pytest.mark.parametrize("host", NEWCOMERS)
+def test_nginx_answers_over_tls_with_the_installed_certificate(host):
+    probe = subprocess.run(["docker", "exec", host, "python3", "-c", TLS_PROBE],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert probe.returncode == 0, probe.stderr
+    assert 200 <= int(probe.stdout) < 500, probe.stdout
