@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
 """Benchmark (not a test): how long installer.py takes on the e2e test host (one Debian 12
-systemd container in every group), and what it adds over ansible-playbook with the same
-inventory and playbook.
+systemd container in every group, reached over SSH as a sudo user, as operators reach
+theirs), and what it adds over ansible-playbook with the same inventory and playbook.
 
     PATH=$PWD/.venv/bin:$PATH .venv/bin/python bench/installer_overhead.py [--rounds 3]
-        [--installed EPHEMERAL_DIR]   # a host e2e already installed: skips the first install
+        [--first-installs 3]          # each on a freshly created host
+        [--installed EPHEMERAL_DIR]   # a host e2e already installed: no first install
 
 Creates and prepares the e2e scenario's host in a molecule folder of its own and writes the
-scenario's inventory (its converge, tag e2e_inventory only). Times the first install, a
-no-op rerun and `check`, then alternates `ansible-playbook --check --diff playbooks/site.yml`
-with `installer.py check` (the same playbook in the same mode, with the same configuration,
-roles and vault password: the difference is the installer's own work) and prints the ratio.
+scenario's inventory (its converge, tag e2e_inventory only). Times first installs (each on a
+fresh host), then no-op reruns (preflight, site.yml and verify) and `check`, `--rounds`
+each, and prints every run with the machine's load and the median of each. Then it
+alternates `ansible-playbook --check --diff playbooks/site.yml` with `installer.py check`
+(the same playbook in the same mode, with the same configuration, roles and vault
+password: the difference is the installer's own work) and prints the ratio.
 """
 
 from __future__ import annotations
@@ -55,50 +58,62 @@ def load() -> str:
         return " ".join(loadavg.read().split()[:3])
 
 
+def fresh_host(env: dict[str, str]) -> None:
+    molecule(env, "destroy", "-s", "e2e", check=False)
+    molecule(env, "create", "-s", "e2e")
+    molecule(env, "prepare", "-s", "e2e")
+    molecule(env, "converge", "-s", "e2e", "--", "--tags", "e2e_inventory")
+
+
+def measured(name: str, argv: list[str], env: dict[str, str], times: dict[str, list[float]]) -> None:
+    seconds = timed(argv, env)
+    times.setdefault(name, []).append(seconds)
+    print(f"{name:<16} {seconds:7.1f} s   (load {load()})", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--first-installs", type=int, default=1)
     parser.add_argument("--installed", metavar="EPHEMERAL_DIR",
                         help="molecule folder of an e2e host already installed (kept afterwards)")
     args = parser.parse_args()
     rounds = args.rounds
+    times: dict[str, list[float]] = {}
+    print(f"host: {HOST} (Debian 12 systemd container, every group, SSH as a sudo user); controller: "
+          f"{os.cpu_count()} cores, load before the run {load()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as scratch:
         ephemeral = args.installed or scratch
         env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", PY_COLORS="0", NO_COLOR="1",
                    MOLECULE_EPHEMERAL_DIRECTORY=ephemeral, PLATFORMCTL_SECRETS_DIR=f"{ephemeral}/secrets")
-        if not args.installed:
-            molecule(env, "destroy", "-s", "e2e", check=False)
+        folder = str(Path(ephemeral) / "platform-inventory")
+        installer = [sys.executable, "installer.py", "--inventory", folder]
         try:
-            if not args.installed:
-                molecule(env, "create", "-s", "e2e")
-                molecule(env, "prepare", "-s", "e2e")
-                molecule(env, "converge", "-s", "e2e", "--", "--tags", "e2e_inventory")
-            folder = str(Path(ephemeral) / "platform-inventory")
+            for _ in range(0 if args.installed else args.first_installs):
+                fresh_host(env)
+                measured("first install", installer, env, times)
+            for _ in range(rounds):
+                measured("no-op rerun", installer, env, times)
+            for _ in range(rounds):
+                measured("check", [*installer, "check"], env, times)
             os.environ["PLATFORMCTL_SECRETS_DIR"] = env["PLATFORMCTL_SECRETS_DIR"]
             resolved = inventory.resolve(folder)
-            installer = [sys.executable, "installer.py", "--inventory", folder]
-            figures = {} if args.installed else {"first install": timed(installer, env)}
-            figures.update({"no-op rerun": timed(installer, env), "check": timed([*installer, "check"], env)})
             playbook_env = dict(env, ANSIBLE_CONFIG=str(paths.ANSIBLE_CFG), ANSIBLE_ROLES_PATH=str(paths.ROLES))
             playbook_check = [str(BIN / "ansible-playbook"), "-i", str(resolved.hosts_file), "--check", "--diff",
                               "--vault-password-file", str(secrets.vault_password_file(resolved)),
                               str(paths.PLAYBOOKS / "site.yml")]
-            plain, ours = [], []
             for _ in range(rounds):
-                plain.append(timed(playbook_check, playbook_env))
-                ours.append(timed([*installer, "check"], env))
+                measured("playbook check", playbook_check, playbook_env, times)
+                measured("installer check", [*installer, "check"], env, times)
         finally:
             if not args.installed:
                 molecule(env, "destroy", "-s", "e2e", check=False)
 
-    print(f"host: {HOST} (Debian 12 systemd container, every group); controller: {os.cpu_count()} cores, "
-          f"load after the run {load()}")
-    for name, seconds in figures.items():
-        print(f"{name:<16} {seconds:7.1f} s")
-    p, o = statistics.median(plain), statistics.median(ours)
-    print(f"ansible-playbook --check site.yml  median {p:6.1f} s over {rounds} rounds")
-    print(f"installer.py check                 median {o:6.1f} s over {rounds} rounds")
-    print(f"installer overhead ratio           {o / p:6.2f}x")
+    print(f"\nmedians (load after the run {load()}):")
+    for name, values in times.items():
+        print(f"{name:<16} {statistics.median(values):7.1f} s   median of {len(values)}")
+    ratio = statistics.median(times["installer check"]) / statistics.median(times["playbook check"])
+    print(f"installer overhead ratio (installer check / playbook check) {ratio:.2f}x")
 
 
 if __name__ == "__main__":

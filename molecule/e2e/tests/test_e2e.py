@@ -98,6 +98,28 @@ def test_check_on_a_clean_install_exits_0():
     assert summary("check.json")["drift"] == []
 
 
+def test_a_host_whose_key_is_not_the_known_one_is_not_touched(tmp_path):
+    """Over SSH the installer checks host keys (ansible-runner alone would not): with another
+    key in known_hosts, preflight stops at the connection."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    known = (EPHEMERAL / "ssh" / "known_hosts").read_text().split()
+    (tmp_path / "known_hosts").write_text(f"{known[0]} {(tmp_path / 'other.pub').read_text().split()[0]} "
+                                          f"{(tmp_path / 'other.pub').read_text().split()[1]}\n")
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars" / "all").mkdir(parents=True)
+    hosts = (INVENTORY / "hosts.yml").read_text().replace(str(EPHEMERAL / "ssh" / "known_hosts"),
+                                                          str(tmp_path / "known_hosts"))
+    (inventory / "hosts.yml").write_text(hosts)
+    main = (INVENTORY / "group_vars" / "all" / "main.yml").read_text()
+    (inventory / "group_vars" / "all" / "main.yml").write_text(main)
+    env = dict(os.environ, PLATFORMCTL_SECRETS_DIR=str(tmp_path / "secrets"), COLUMNS="250")
+    proc = subprocess.run([sys.executable, "installer.py", "preflight", "--inventory", str(inventory)],
+                          cwd=PROJECT, env=env, text=True, capture_output=True, check=False)
+    print(proc.stdout, proc.stderr)
+    assert proc.returncode != 0
+    assert "host key" in (proc.stdout + proc.stderr).lower()
+
+
 @pytest.fixture
 def drifted_host(host):
     """Drift made by hand in five services of the test host."""

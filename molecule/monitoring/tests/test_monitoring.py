@@ -28,6 +28,8 @@ import yaml
 from reach import connects
 
 INVENTORY = str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
+# The monitoring role's default monitoring_textfile_directory.
+DRIFT_REPORT = "/var/lib/prometheus/node-exporter/platform_drift.prom"
 SCENARIO = Path(__file__).resolve().parents[1]
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
 testinfra_hosts = RUNNER.get_hosts("monitoring")
@@ -314,30 +316,40 @@ def test_grafana_is_served_at_its_sub_path(host):
         host.run("systemctl stop grafana-standin")
 
 
-def checked_and_published(host) -> dict:
-    """What installer.py check does (platformctl/cli.py): site.yml in check and diff mode, the
-    per-host drift report from its events, then the drift action that leaves it on each host."""
+def site(options) -> object:
+    """site.yml through the installer's own runner, as installer.py runs it."""
     project = str(Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]))
     if project not in sys.path:
         sys.path.insert(0, project)
     from platformctl import paths
-    from platformctl.cli import drift_report
     from platformctl.events import RunState
-    from platformctl.runner import RunOptions, new_run_id, run_playbook
+    from platformctl.runner import new_run_id, run_playbook
 
-    def playbook(options: RunOptions) -> RunState:
-        state = RunState()
-        outcome = run_playbook(paths.PLAYBOOKS / "site.yml", Path(INVENTORY), options, state,
-                               run_id=new_run_id("monitoring-test"))
-        assert outcome.rc in (0, 2) and not state.failures, (outcome, state.failures)
-        return state
+    state = RunState()
+    outcome = run_playbook(paths.PLAYBOOKS / "site.yml", Path(INVENTORY), options, state,
+                           run_id=new_run_id("monitoring-test"))
+    assert outcome.rc in (0, 2) and not state.failures, (outcome, state.failures)
+    return state
 
-    report = drift_report(playbook(RunOptions(check=True, diff=True, tags="monitoring")), time.time())
-    playbook(RunOptions(extra_vars=["platform_action=drift", json.dumps({"platform_drift_report": report})]))
+
+def checked_and_published(host) -> dict:
+    """What installer.py check does (platformctl/cli.py): site.yml in check and diff mode, the
+    per-host drift report from its events, then the drift action that leaves it on each host."""
+    from platformctl.cli import drift_report
+    from platformctl.runner import RunOptions
+
+    report = drift_report(site(RunOptions(check=True, diff=True, tags="monitoring")), time.time())
+    site(RunOptions(extra_vars=["platform_action=drift", json.dumps({"platform_drift_report": report})]))
     return report[host.backend.get_hostname()]
 
 
-def test_a_check_that_finds_drift_fires_the_drift_alert_and_a_clean_one_clears_it(host):
+def drift_metrics(host) -> dict[str, str]:
+    """The drift report as the node exporter reads it, by metric (with its labels)."""
+    text = host.file(DRIFT_REPORT).content_string
+    return dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("platform_drift"))
+
+
+def test_a_check_that_finds_drift_fires_the_drift_alert_and_the_install_that_repairs_it_clears_it(host):
     config = "/etc/prometheus/prometheus.yml"
     host.check_output("cp -p %s %s.before-test", config, config)
     host.check_output("echo '# edited by hand' >> %s", config)
@@ -350,7 +362,16 @@ def test_a_check_that_finds_drift_fires_the_drift_alert_and_a_clean_one_clears_i
     assert query(host, 'platform_drift_items{role="monitoring"} >= 1')
     assert query(host, "time() - platform_drift_check_timestamp_seconds < 300")
 
+    from platformctl.runner import RunOptions
+
+    published = drift_metrics(host)
+    site(RunOptions(tags="monitoring"))  # the install that repairs the monitoring role
+    repaired = drift_metrics(host)
+    assert repaired['platform_drift_items{role="monitoring"}'] == "0", repaired
+    assert repaired["platform_drift_check_timestamp_seconds"] == published["platform_drift_check_timestamp_seconds"]
+    assert wait_for(lambda: not alert_states(host, "PlatformDrift"), 60), "PlatformDrift did not clear"
+
     clean = checked_and_published(host)
     assert clean["roles"]["monitoring"] == 0
-    assert wait_for(lambda: not alert_states(host, "PlatformDrift"), 60), "PlatformDrift did not clear"
+    assert not alert_states(host, "PlatformDrift")
     assert not alert_states(host, "PlatformDriftCheckMissing") and not alert_states(host, "PlatformDriftCheckFailed")
