@@ -5,6 +5,11 @@ never their values: for each URL its parts without the password, and a SHA-256 o
 secret (the password of a URL included), so a test can compare them with what it set.
 It also lists the files in /data, where a pre-deploy command can leave a mark.
 With DEMO_FAIL set it prints that message and exits, as a broken release does.
+
+GET /work does what a real app does with the URLs it received, with the clients real apps
+use: a SQL round trip through DATABASE_URL (create its table, insert, read back), a Redis
+SET and GET through REDIS_URL's ACL user, and Ollama's model list from OLLAMA_BASE_URL.
+Each result says ok or the client's error, so a test asserts what the app could do.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import sys
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -45,12 +52,61 @@ def report() -> dict[str, object]:
     }
 
 
+def postgres_round_trip(url: str) -> dict[str, object]:
+    import psycopg2
+
+    note = secrets.token_hex(8)
+    connection = psycopg2.connect(url, connect_timeout=5)
+    try:
+        with connection, connection.cursor() as cursor:
+            cursor.execute("CREATE TABLE IF NOT EXISTS demo_work (id serial PRIMARY KEY, note text NOT NULL)")
+            cursor.execute("INSERT INTO demo_work (note) VALUES (%s) RETURNING id", (note,))
+            row = cursor.fetchone()[0]
+            cursor.execute("SELECT note, current_user FROM demo_work, current_user WHERE id = %s", (row,))
+            read, user = cursor.fetchone()
+    finally:
+        connection.close()
+    return {"ok": read == note, "row": row, "user": user}
+
+
+def redis_round_trip(url: str) -> dict[str, object]:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    key, value = f"demo:{secrets.token_hex(4)}", secrets.token_hex(8)
+    client.set(key, value, ex=60)
+    read = client.get(key)
+    user = client.acl_whoami()
+    return {"ok": read == value.encode(), "user": user.decode() if isinstance(user, bytes) else user}
+
+
+def ollama_models(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(f"{url.rstrip('/')}/api/tags", timeout=5) as answer:  # noqa: S310 (the app's own URL)
+        models = [model["name"] for model in json.load(answer)["models"]]
+    return {"ok": True, "models": sorted(models)}
+
+
+WORK = {"DATABASE_URL": postgres_round_trip, "REDIS_URL": redis_round_trip, "OLLAMA_BASE_URL": ollama_models}
+
+
+def work() -> dict[str, object]:
+    done: dict[str, object] = {}
+    for name, job in WORK.items():
+        if name in os.environ:
+            try:
+                done[name] = job(os.environ[name])
+            except Exception as err:  # each failure, whatever its kind, is the result to report
+                done[name] = {"ok": False, "error": f"{type(err).__name__}: {err}"}
+    return done
+
+
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        if self.path.split("?")[0] != "/health":
+        route = self.path.split("?")[0]
+        if route not in ("/health", "/work"):
             self.send_error(404)
             return
-        body = json.dumps(report()).encode()
+        body = json.dumps(report() if route == "/health" else work()).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

@@ -84,6 +84,18 @@ def test_app_answers_through_nginx(host):
     assert set(answer["urls"]) == {"DATABASE_URL", "REDIS_URL", "OLLAMA_BASE_URL"}
 
 
+def test_the_app_works_with_postgresql_redis_and_ollama(host):
+    """From the platform network, as the app's traffic comes on a single node: its own
+    clients (tests/demo_app /work) write and read PostgreSQL and Redis and list Ollama's
+    models; a pg_hba line, firewall rule or ACL that rejects the app fails here."""
+    work = json.loads(host.check_output(
+        "curl -sfk --max-time 30 --resolve e2e.test:443:127.0.0.1 https://e2e.test/api/work"))
+    assert work["DATABASE_URL"]["ok"] and work["DATABASE_URL"]["user"] == "platform", work
+    assert work["REDIS_URL"]["ok"] and work["REDIS_URL"]["user"] == "platform", work
+    assert work["OLLAMA_BASE_URL"]["ok"] and {"qwen2:0.5b", "standin-offline:1b"} <= set(
+        work["OLLAMA_BASE_URL"]["models"]), work
+
+
 def test_rerun_changes_nothing():
     proc = installer("--json", str(EPHEMERAL / "rerun.json"))
     assert proc.returncode == 0

@@ -118,6 +118,20 @@ def test_nginx_on_the_edge_routes_to_the_app_host():
     assert health["urls"]["DATABASE_URL"]["host"] == address_of(DATA)
 
 
+def test_the_app_works_with_postgresql_redis_and_ollama_on_the_other_hosts():
+    """Through the edge's nginx, the app's own clients (psycopg2, redis-py, Ollama's API) do
+    what an app does with its URLs (tests/demo_app /work): a wrong password, a pg_hba line
+    or firewall rule that rejects the app's address, or an ACL that denies SET, fails here."""
+    result = subprocess.run(
+        ["curl", "-sS", "--fail", "--max-time", "30", "--insecure", "--resolve", f"{DOMAIN}:443:{address_of(EDGE)}",
+         f"https://{DOMAIN}/api/work"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    work = json.loads(result.stdout)
+    assert work["DATABASE_URL"]["ok"] and work["DATABASE_URL"]["user"] == "platform", work
+    assert work["REDIS_URL"]["ok"] and work["REDIS_URL"]["user"] == "platform", work
+    assert work["OLLAMA_BASE_URL"]["ok"], work
+
+
 def test_preflight_names_a_download_source_that_does_not_answer():
     """The app host's Ollama release taken from a URL that refuses (its own loopback, port 9)
     instead of the local archive: preflight stops with exit 3 before anything changes, naming
