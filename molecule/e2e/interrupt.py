@@ -30,7 +30,7 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
 SSH_SESSION = re.compile(r"sshd(-session)?: \S+@")
-RUNS = PROJECT / "runs"
+RUNS = Path(os.environ.get("PLATFORMCTL_RUNS_DIR") or PROJECT / "runs")  # the installer's (platformctl/paths.py)
 
 
 def children_map() -> dict[int, list[int]]:

@@ -27,7 +27,8 @@ pytestmark = pytest.mark.usefixtures("host")
 
 
 def installer(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PLATFORMCTL_SECRETS_DIR=str(EPHEMERAL / "secrets"), COLUMNS="250")
+    env = dict(os.environ, PLATFORMCTL_SECRETS_DIR=str(EPHEMERAL / "secrets"),
+               PLATFORMCTL_RUNS_DIR=str(EPHEMERAL / "runs"), COLUMNS="250")
     proc = subprocess.run([sys.executable, "installer.py", *args, "--inventory", str(INVENTORY)],
                           cwd=PROJECT, env=env, text=True, capture_output=True, check=False)
     print(proc.stdout, proc.stderr)
