@@ -22,7 +22,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 # Minutes each scenario took on the 2-core machine with four scenarios running (2026-11-22).
-MINUTES = {"multinode": 46, "newcomer": 40, "e2e": 50, "edge": 44, "monitoring": 35, "ollama": 35, "pitr": 30,
+MINUTES = {"multinode": 46, "newcomer": 30, "e2e": 50, "edge": 44, "monitoring": 35, "ollama": 35, "pitr": 30,
            "firewall": 25, "redis": 19, "postgresql": 22, "docker": 17, "common": 17, "nvidia_container_toolkit": 5,
            "nvidia_driver": 3, "nvidia_driver_forced": 77}
 # The NVIDIA driver's DKMS build (an hour), and e2e's ten installer.py runs on the whole
