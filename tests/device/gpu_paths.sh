@@ -9,6 +9,7 @@
 # With ansible-playbook on the PATH, 1 and 2 also run through the roles themselves.
 set -uo pipefail
 OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
 vendor=$(sed -n 's/^__nvidia_driver_pci_vendor: "\(.*\)"$/\1/p' roles/nvidia_driver/vars/main.yml)
 class=$(sed -n 's/^__nvidia_driver_pci_class_prefix: "\(.*\)"$/\1/p' roles/nvidia_driver/vars/main.yml)
 echo "== 1. detection (vendor $vendor, class $class*)"
@@ -36,7 +37,14 @@ else
   echo "nvidia-ctk not installed here"
 fi
 echo "== 4. the roles themselves"
-if command -v ansible-playbook >/dev/null; then
+# A machine without Ansible gets ansible-core's pure-Python files carried in .cache/device-ansible
+# (copied from .venv's site-packages: ansible, resolvelib, yaml, jinja2, markupsafe, packaging).
+playbook=(ansible-playbook)
+if ! command -v ansible-playbook >/dev/null && [ -d .cache/device-ansible ]; then
+  export PYTHONPATH=$PWD/.cache/device-ansible
+  playbook=(python3 -m ansible.cli.playbook -e "ansible_python_interpreter=$(command -v python3)")
+fi
+if command -v ansible-playbook >/dev/null || [ -n "${PYTHONPATH:-}" ]; then
   cat >"$OUT/gpu.yml" <<'YML'
 - name: The GPU paths through the roles
   hosts: localhost
@@ -52,7 +60,7 @@ if command -v ansible-playbook >/dev/null; then
         msg: "{{ {'gpus': nvidia_driver_gpus, 'present': nvidia_driver_gpu_present,
                   'driver': nvidia_driver_version | default(''), 'names': nvidia_driver_gpu_names | default([])} }}"
 YML
-  ANSIBLE_CONFIG=$PWD/ansible.cfg ANSIBLE_ROLES_PATH=$PWD/roles ansible-playbook "$OUT/gpu.yml" 2>&1 | tail -25
+  ANSIBLE_CONFIG=$PWD/ansible.cfg ANSIBLE_ROLES_PATH=$PWD/roles "${playbook[@]}" "$OUT/gpu.yml" 2>&1 | tail -25
 else
   echo "no ansible-playbook here: the commands above are the roles' own"
 fi
