@@ -7,7 +7,22 @@
 #   2. verify's nvidia-smi probe (tasks/verify.yml's command) and the role's parsing of it;
 #   3. CDI generation as the nvidia_container_toolkit role runs it, into $OUT.
 # With ansible-playbook on the PATH, 1 and 2 also run through the roles themselves.
+#
+#   tests/device/gpu_paths.sh --prepare   here, before a device run: fills .cache/device-ansible
+#   bash tests/device/gpu_paths.sh        there (the device tool's `carry: [.cache/device-ansible]`)
 set -uo pipefail
+if [ "${1:-}" = "--prepare" ]; then
+  site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  rm -rf .cache/device-ansible && mkdir -p .cache/device-ansible
+  for item in ansible ansible_core-*.dist-info resolvelib resolvelib-*.dist-info yaml [Pp]y[Yy][Aa][Mm][Ll]-*.dist-info \
+              jinja2 jinja2-*.dist-info markupsafe [Mm]arkup[Ss]afe-*.dist-info packaging packaging-*.dist-info; do
+    cp -r "$site"/$item .cache/device-ansible/
+  done
+  # Pure Python only: the device's Python may be another version.
+  find .cache/device-ansible \( -name '*.so' -o -name __pycache__ \) -prune -exec rm -rf {} +
+  du -sh .cache/device-ansible
+  exit 0
+fi
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 vendor=$(sed -n 's/^__nvidia_driver_pci_vendor: "\(.*\)"$/\1/p' roles/nvidia_driver/vars/main.yml)
