@@ -100,7 +100,6 @@ def run_playbook(
                "ANSIBLE_ROLES_PATH": str(paths.ROLES),
                # ansible-runner turns host key checking off unless this is set.
                "ANSIBLE_HOST_KEY_CHECKING": os.environ.get("ANSIBLE_HOST_KEY_CHECKING", "True")}
-    facts = {"fact_cache": str(options.fact_cache)} if options.fact_cache else {}
     cancel = cancel or threading.Event()
     masking, stopping = masked_afterwards(paths.RUNS / run_id, state.mask), stopped_when_interrupted(inventory_file)
     with masking, tempfile.TemporaryDirectory(prefix="platformctl-") as private, stopping:
@@ -120,7 +119,7 @@ def run_playbook(
             json_mode=False,
             timeout=None,
             settings={"suppress_ansible_output": True},
-            **facts,
+            fact_cache=str(options.fact_cache) if options.fact_cache else None,
         )
     interrupted = cancel.is_set() or result.status == "canceled"
     if interrupted:

@@ -29,8 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(PROJECT))
+from platformctl.paths import RUNS  # noqa: E402  (the package of the repository it tests)
+
 SSH_SESSION = re.compile(r"sshd(-session)?: \S+@")
-RUNS = Path(os.environ.get("PLATFORMCTL_RUNS_DIR") or PROJECT / "runs")  # the installer's (platformctl/paths.py)
 
 
 def children_map() -> dict[int, list[int]]:
