@@ -1,0 +1,69 @@
+"""ansible.builtin.template with one remote call, not two, for a file already in place.
+
+The template action hands its rendered file to `ansible.legacy.copy`, which looks here first
+(Ansible's documented local override). Core's copy reads the destination with the stat module,
+and when the checksum matches it still runs the file module to apply owner, group and mode:
+a second module run, about a third of a second, for every template of every role on every
+rerun. The stat it already has holds those attributes, so when they match too this action
+returns the file module's answer without running it. Anything else (a different checksum,
+symbolic modes, SELinux or chattr attributes, links, directories) goes to core's code
+unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import ansible.plugins.action
+
+# Ansible loads this file as ansible.plugins.action.copy, the name of core's own module, so
+# core's is loaded from its file under a name of its own.
+_core = importlib.util.spec_from_file_location("ansible_core_copy_action",
+                                               Path(ansible.plugins.action.__file__).parent / "copy.py")
+_core_copy = importlib.util.module_from_spec(_core)
+_core.loader.exec_module(_core_copy)
+CoreCopy = _core_copy.ActionModule
+
+# The file module's arguments this shortcut can judge from a stat result; any other one set
+# (seuser, attributes, ...) sends the call to the file module.
+_JUDGED = {"dest", "path", "_original_basename", "recurse", "state", "owner", "group", "mode", "follow", "force",
+           "unsafe_writes"}
+_OCTAL = re.compile(r"^0?[0-7]{3,4}$")
+
+
+def attributes_in_place(args: dict, stat: dict) -> bool:
+    """Whether running the file module with `args` on the file `stat` describes would change
+    nothing: a regular file (not a link) whose owner, group and mode already are the wanted
+    ones (by name or number; octal modes only)."""
+    if any(value is not None for key, value in args.items() if key not in _JUDGED):
+        return False
+    if args.get("state") != "file" or not stat.get("exists") or not stat.get("isreg") or stat.get("islnk"):
+        return False
+    owner, group, mode = args.get("owner"), args.get("group"), args.get("mode")
+    if owner is not None and str(owner) not in (stat.get("pw_name"), str(stat.get("uid"))):
+        return False
+    if group is not None and str(group) not in (stat.get("gr_name"), str(stat.get("gid"))):
+        return False
+    if mode is None:
+        return True
+    wanted = mode if isinstance(mode, int) else int(mode, 8) if _OCTAL.match(str(mode)) else None
+    return wanted is not None and wanted == int(stat.get("mode", "-1"), 8)
+
+
+class ActionModule(CoreCopy):
+    def _execute_remote_stat(self, path, all_vars, follow, tmp=None, checksum=True):
+        stat = super()._execute_remote_stat(path, all_vars, follow, tmp=tmp, checksum=checksum)
+        self._stats = {**getattr(self, "_stats", {}), path: stat}
+        return stat
+
+    def _execute_module(self, module_name=None, module_args=None, *args, **kwargs):
+        if module_name == "ansible.legacy.file" and module_args:
+            path = module_args.get("dest") or module_args.get("path")
+            stat = getattr(self, "_stats", {}).get(path)
+            if stat is not None and attributes_in_place(module_args, stat):
+                return {"changed": False, "path": path, "state": "file", "mode": stat.get("mode"),
+                        "owner": stat.get("pw_name"), "group": stat.get("gr_name"), "uid": stat.get("uid"),
+                        "gid": stat.get("gid")}
+        return super()._execute_module(module_name, module_args, *args, **kwargs)
