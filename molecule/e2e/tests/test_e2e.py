@@ -152,6 +152,13 @@ def drifted_host(host):
     return host, wanted
 
 
+def drift_report(host) -> dict[str, str]:
+    """What the last check published through node_exporter's textfile collector (the
+    monitoring role's default folder), metric -> value."""
+    text = host.file("/var/lib/prometheus/node-exporter/platform_drift.prom").content_string
+    return dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("platform_drift"))
+
+
 def test_drift_is_reported_item_by_item_then_repaired(drifted_host):
     host, wanted = drifted_host
     name = host.backend.get_hostname()
@@ -167,8 +174,15 @@ def test_drift_is_reported_item_by_item_then_repaired(drifted_host):
     }
     missing = [what for what, found in expected.items() if not any(found(item) for item in drift)]
     assert not missing, (missing, drift)
+    published = drift_report(host)
+    assert all(int(published[f'platform_drift_items{{role="{role}"}}']) >= 1
+               for role in ("nginx", "redis", "postgresql", "firewall", "app")), published
 
     assert installer().returncode == 0
+    repaired = drift_report(host)
+    assert {key: value for key, value in repaired.items() if key.startswith("platform_drift_items")
+            and value != "0"} == {}, "the whole install must clear the drift it repaired"
+    assert repaired["platform_drift_check_timestamp_seconds"] == published["platform_drift_check_timestamp_seconds"]
     assert not host.file(NGINX_SITE).contains("edited by hand")
     assert host.service("redis-server").is_running
     assert work_mem(host) == wanted["work_mem"]
