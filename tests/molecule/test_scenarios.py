@@ -25,10 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 MINUTES = {"multinode": 46, "newcomer": 30, "e2e": 50, "edge": 44, "monitoring": 35, "ollama": 35, "pitr": 30,
            "firewall": 25, "redis": 19, "postgresql": 22, "docker": 17, "common": 17, "nvidia_container_toolkit": 5,
            "nvidia_driver": 3, "nvidia_driver_forced": 77}
-# The NVIDIA driver's DKMS build (an hour), and e2e's eleven installer.py runs on the whole
-# stack over SSH: 34 minutes beside one other scenario; the suite and e2e together took 76
-# minutes (2026-11-30), too near CI's 80 until reruns are faster.
-SLOW = {"nvidia_driver_forced", "e2e"}
+# The NVIDIA driver's DKMS build (an hour).
+SLOW = {"nvidia_driver_forced"}
 RUN_SLOW = os.environ.get("PLATFORM_TEST_SLOW") == "1"
 
 
