@@ -3,11 +3,14 @@ judged against the role manifests and the inventory. Each problem says what to d
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from platformctl import manifests
+import yaml
+
+from platformctl import manifests, paths
 from platformctl.inventory import LoadedInventory
 
 SUPPORTED_OS = ("Debian 12", "Debian 13", "Ubuntu 22", "Ubuntu 24")
@@ -109,6 +112,28 @@ def _clock_and_gpu(probe: dict[str, Any], context: Context) -> Iterator[Finding]
                required)
 
 
+def _platform_network(probe: dict[str, Any], context: Context) -> Iterator[Finding]:
+    """The platform network's subnet must be no host's own: the docker role's bridge would take
+    the host's traffic to that range (the installer's SSH session among it, which then hangs),
+    and the firewall rules that let the app containers in would let those machines in too."""
+    defaults = yaml.safe_load((paths.ROLES / "platform" / "defaults" / "main.yml").read_text())
+    settings = {key: context.host_vars.get(key) or defaults[key]
+                for key in ("platform_network_subnet", "platform_network_gateway")}
+    try:
+        subnet = ipaddress.ip_network(str(settings["platform_network_subnet"]), strict=False)
+    except ValueError:
+        return
+    for found in probe.get("addresses") or []:
+        try:
+            interface = ipaddress.ip_interface(f"{found.get('address')}/{found.get('prefix')}")
+        except ValueError:
+            continue
+        if interface.network.overlaps(subnet) and str(interface.ip) != str(settings["platform_network_gateway"]):
+            yield ("platform network", f"{interface} on this host overlaps platform_network_subnet {subnet}",
+                   "set platform_network_subnet and platform_network_gateway (group_vars/all) to a range that no "
+                   "host and no network they reach uses", True)
+
+
 def download_problem(status: int) -> str | None:
     """Why a source's HEAD answer means it cannot be downloaded from, or None."""
     if status < 0:
@@ -131,7 +156,7 @@ def _downloads(probe: dict[str, Any], context: Context) -> Iterator[Finding]:
         yield ("download source", f"{source.get('what')}: {source.get('url')} {problem}", fix, True)
 
 
-HOST_CHECKS = (_system, _size, _ports, _clock_and_gpu, _downloads)
+HOST_CHECKS = (_system, _size, _ports, _clock_and_gpu, _platform_network, _downloads)
 
 
 def judge_host(host: str, probe: dict[str, Any], context: Context) -> list[Problem]:

@@ -58,6 +58,27 @@ def test_each_check_fails_with_what_was_found(changes, check, found):
     assert checks(probe(**changes))[check] == (found, True)
 
 
+# An installed host's addresses: loopback, its LAN, Docker's bridge and the platform network's.
+INSTALLED_ADDRESSES = [{"address": "127.0.0.1", "prefix": "8"}, {"address": "10.20.0.5", "prefix": "16"},
+                       {"address": "172.17.0.1", "prefix": "16"}, {"address": "172.31.0.1", "prefix": "24"}]
+
+
+def test_a_host_address_in_the_platform_network_stops_the_install():
+    found = probe(addresses=[*INSTALLED_ADDRESSES[:1], {"address": "172.31.0.2", "prefix": "16"}])
+    assert checks(found)["platform network"] == (
+        "172.31.0.2/16 on this host overlaps platform_network_subnet 172.31.0.0/24", True)
+
+
+def test_the_platform_networks_own_bridge_is_not_an_overlap():
+    assert "platform network" not in checks(probe(addresses=INSTALLED_ADDRESSES))
+
+
+def test_a_moved_platform_network_is_checked_where_it_moved():
+    moved = {"platform_network_subnet": "10.20.8.0/24", "platform_network_gateway": "10.20.8.1"}
+    assert checks(probe(addresses=INSTALLED_ADDRESSES), moved)["platform network"] == (
+        "10.20.0.5/16 on this host overlaps platform_network_subnet 10.20.8.0/24", True)
+
+
 def test_a_port_held_by_our_own_unit_is_fine_whatever_its_process_is_called():
     """A stand-in or wrapper run by python3 on Ollama's port is Ollama's when its unit is."""
     assert "port" not in checks(probe(listening=["443 nginx.service nginx", "11434 ollama.service python3"]))
