@@ -154,6 +154,10 @@ def _message(res: dict[str, Any]) -> str:
     for module_result in (res.get("failed_modules") or {}).values():
         if isinstance(module_result, dict) and module_result.get("failed"):
             return _message(module_result)
+    # A looped task's own message is only "One or more items failed": its items say what.
+    failed_items = [item for item in res.get("results") or [] if isinstance(item, dict) and item.get("failed")]
+    if failed_items:
+        return "; ".join(_message(item) for item in failed_items)
     for key in ("msg", "stderr", "module_stderr", "reason"):
         value = res.get(key)
         if value:

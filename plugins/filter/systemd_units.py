@@ -28,6 +28,23 @@ def units_to_start(units: list[str], states: dict | None, unit_files_changed: bo
     return [unit for unit in units if states.get(_full_name(unit)) != {"active": "active", "enabled": "enabled"}]
 
 
+def units_to_read(units: list[str], states: dict | None) -> list[str]:
+    """The units verify must still ask the systemd module about: none when site.yml's read is
+    there, every one when a role's probes run on their own."""
+    return [] if states is not None else list(units)
+
+
+def unit_status(units: list[str], states: dict | None, module_results: dict | None = None) -> list[dict[str, str]]:
+    """Each unit's name, ActiveState and UnitFileState, from site.yml's read, or else from a
+    looped systemd module's registered results. A unit the read does not list is not loaded."""
+    if states is not None:
+        return [{"unit": unit, **states.get(_full_name(unit), {"active": "inactive", "enabled": "not-found"})}
+                for unit in units]
+    found = {result["item"]: result.get("status", {}) for result in (module_results or {}).get("results", [])}
+    return [{"unit": unit, "active": found.get(unit, {}).get("ActiveState", "unknown"),
+             "enabled": found.get(unit, {}).get("UnitFileState", "unknown")} for unit in units]
+
+
 def _full_name(unit: str) -> str:
     """systemctl's own name of a unit: `nginx` is nginx.service."""
     return unit if unit.rpartition(".")[2] in UNIT_TYPES else f"{unit}.service"
@@ -35,4 +52,5 @@ def _full_name(unit: str) -> str:
 
 class FilterModule:
     def filters(self):
-        return {"systemd_unit_states": systemd_unit_states, "units_to_start": units_to_start}
+        return {"systemd_unit_states": systemd_unit_states, "units_to_start": units_to_start,
+                "units_to_read": units_to_read, "unit_status": unit_status}

@@ -108,6 +108,16 @@ def test_a_failed_host_means_exit_1_and_names_host_and_task():
         "failed: db-1: Fail on the database host: the database host refuses this on purpose"]
 
 
+def test_a_failed_loop_is_reported_by_its_failed_items_messages():
+    state = RunState()
+    state.handle({"event": "runner_on_failed", "event_data": {"host": "db-1", "task": "Check the units", "res": {
+        "msg": "One or more items failed", "results": [
+            {"failed": False, "msg": "All assertions passed"},
+            {"failed": True, "msg": "ollama.service is inactive"},
+            {"failed": True, "msg": "apt-daily.timer is failed"}]}}})
+    assert [f.message for f in state.failures] == ["ollama.service is inactive; apt-daily.timer is failed"]
+
+
 def test_argument_spec_failure_is_collected_as_bad_input():
     state, _ = replay("bad_argument")
     assert len(state.argument_errors) == 2

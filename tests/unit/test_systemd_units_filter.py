@@ -60,3 +60,20 @@ def test_units_not_loaded_or_not_enabled_as_wanted_are_left_to_the_systemd_modul
 def test_without_a_read_or_with_changed_unit_files_every_unit_goes_to_the_systemd_module() -> None:
     assert units.units_to_start(["nginx.service"], None) == ["nginx.service"]
     assert units.units_to_start(["nginx.service"], STATES, unit_files_changed=True) == ["nginx.service"]
+
+
+def test_verify_reads_units_from_site_yml_and_asks_the_module_only_without_it() -> None:
+    assert units.units_to_read(["nginx"], STATES) == []
+    assert units.units_to_read(["nginx"], None) == ["nginx"]
+    assert units.unit_status(["nginx", "ollama.service", "docker"], STATES) == [
+        {"unit": "nginx", "active": "active", "enabled": "enabled"},
+        {"unit": "ollama.service", "active": "failed", "enabled": "enabled"},
+        {"unit": "docker", "active": "inactive", "enabled": "not-found"}]
+
+
+def test_verify_without_the_read_takes_the_systemd_modules_results() -> None:
+    results = {"results": [{"item": "nginx", "status": {"ActiveState": "active", "UnitFileState": "enabled"}},
+                           {"item": "ollama", "skipped": True}]}
+    assert units.unit_status(["nginx", "ollama"], None, results) == [
+        {"unit": "nginx", "active": "active", "enabled": "enabled"},
+        {"unit": "ollama", "active": "unknown", "enabled": "unknown"}]
