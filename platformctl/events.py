@@ -11,6 +11,9 @@ from typing import Any
 
 SET_FACT_ACTIONS = {"set_fact", "ansible.builtin.set_fact"}
 ARGUMENT_SPEC_ACTIONS = {"validate_argument_spec", "ansible.builtin.validate_argument_spec"}
+# A role's own warning: a debug message that begins with it (the firewall's rules made by hand).
+DEBUG_ACTIONS = {"debug", "ansible.builtin.debug"}
+WARNING_PREFIX = "[WARNING] "
 RECAP_FIELDS = ("ok", "changed", "failed", "unreachable", "skipped", "rescued", "ignored")
 # playbook_on_stats names some counts differently from the printed recap.
 STATS_KEYS = {"ok": "ok", "changed": "changed", "failed": "failures", "unreachable": "dark",
@@ -125,9 +128,14 @@ class RunState:
         if kind == "runner_on_ok":
             if data.get("task_action") in SET_FACT_ACTIONS:
                 self.facts.setdefault(host, {}).update(res.get("ansible_facts") or {})
+            said = _debug_messages(res) if data.get("task_action") in DEBUG_ACTIONS else []
             if res.get("changed"):
-                self.changes.append(Change(host, role, task, self.mask(render_diff(res))))
+                # A debug task that reports drift says what it found in its message.
+                text = render_diff(res) or "\n".join(m.removeprefix(WARNING_PREFIX) for m in said)
+                self.changes.append(Change(host, role, task, self.mask(text)))
             self.notices += [self.mask(str(w)) for w in res.get("warnings") or []]
+            self.notices += [f"{host}: {self.mask(m.removeprefix(WARNING_PREFIX))}"
+                             for m in said if m.startswith(WARNING_PREFIX)]
         elif kind == "runner_on_unreachable":
             self.failures.append(Failure(host, role, task, self.mask(_message(res)), unreachable=True))
         elif kind == "runner_on_failed" and not data.get("ignore_errors"):
@@ -148,6 +156,12 @@ class RunState:
     @property
     def totals(self) -> dict[str, int]:
         return {name: sum(h[name] for h in self.stats.values()) for name in RECAP_FIELDS}
+
+
+def _debug_messages(res: dict[str, Any]) -> list[str]:
+    """What a debug task printed: its message, or each of its loop items' messages."""
+    items = [item for item in res.get("results") or [] if isinstance(item, dict)]
+    return [str(item["msg"]) for item in items or [res] if item.get("msg")]
 
 
 def _message(res: dict[str, Any]) -> str:

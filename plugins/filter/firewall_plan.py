@@ -26,18 +26,20 @@ _DEFAULT_POLICY = re.compile(r"(\w+) \((incoming|outgoing|routed)\)")
 _SECTION = re.compile(r"^## (\w+)$")
 
 KEPT_COMMENT = "kept open: in use when the firewall was set up"
+_ACTION_VERBS = {"allow": "allows", "deny": "denies", "reject": "rejects", "limit": "allows (rate-limited)"}
 
 
 def firewall_entries(
     group_names: list[str],
     group_ports: Mapping[str, list[dict]],
     allowed_ports: list[dict],
-    ssh_port: int | str,
+    ssh_ports: int | str | list,
 ) -> list[dict]:
-    """The rule entries the settings ask for on a host in `group_names`: SSH (rate limited,
-    always first), those of its groups in `group_ports` (`all` first) and `allowed_ports`,
-    less those whose `if_member_of` names a group the host is not in."""
-    entries = [{"rule": "limit", "port": ssh_port, "proto": "tcp", "comment": "ssh"}]
+    """The rule entries the settings ask for on a host in `group_names`: SSH on each of
+    `ssh_ports` (rate limited, always first), those of its groups in `group_ports` (`all`
+    first) and `allowed_ports`, less those whose `if_member_of` names a group the host is not in."""
+    ports = ssh_ports if isinstance(ssh_ports, list) else [ssh_ports]
+    entries = [{"rule": "limit", "port": port, "proto": "tcp", "comment": "ssh"} for port in ports]
     for group in ["all", *group_names]:
         if group in group_ports:
             entries.extend(group_ports[group])
@@ -159,21 +161,39 @@ def firewall_diff(present: list[str], wanted: Mapping[str, str], tag: str) -> di
     """How the `present` rules differ from the `wanted` ones: the wanted rules ufw lacks
     (missing; a present rule with another comment or action counts as lacking), and the
     present rules whose target is not wanted, split into the ones tagged as this role's
-    (stale) and the others (unmanaged, once each)."""
+    (stale), the ones it kept open for a connection in use (kept: never removed on its own,
+    since that session may still need them) and the others (unmanaged, once each)."""
     unwanted = [
         line for line in present
         if _RULE_ACTION.sub(r"\1", _RULE_COMMENT.sub("", line)) not in wanted
     ]
-    stale = [line for line in unwanted if f" comment '{tag}: " in line]
+    kept = [line for line in unwanted if line.endswith(f" comment '{tag}: {KEPT_COMMENT}'")]
+    stale = [line for line in unwanted if f" comment '{tag}: " in line and line not in kept]
     unmanaged: list[str] = []
     for line in unwanted:
-        if line not in stale and line not in unmanaged:
+        if line not in stale and line not in kept and line not in unmanaged:
             unmanaged.append(line)
     return {
         "missing": [rule for rule in wanted.values() if rule not in present],
         "stale": stale,
+        "kept": kept,
         "unmanaged": unmanaged,
     }
+
+
+def firewall_rule_opening(line: str) -> str:
+    """What a rule of `ufw show added` lets through, in words: "allows 5432/tcp from anywhere",
+    "rejects port 80/tcp from 10.9.9.9"; a rule of another form is named as it is."""
+    words = _RULE_COMMENT.sub("", line).split()
+    if words[:1] == ["route"] or not words or words[0] not in _ACTION_VERBS:
+        return f"{' '.join(words)} (a rule of its own form)"
+    fields = dict(zip(words[1::2], words[2::2], strict=False))
+    if len(words) == 2:  # "allow 5432/tcp": every source
+        return f"{_ACTION_VERBS[words[0]]} {words[1]} from anywhere"
+    port = fields.get("port", "every port")
+    proto = f"/{fields['proto']}" if "proto" in fields else ""
+    source = fields.get("from", "any")
+    return f"{_ACTION_VERBS[words[0]]} {port}{proto} from {'anywhere' if source == 'any' else source}"
 
 
 def firewall_sections(text: str) -> dict[str, list[str]]:
@@ -199,6 +219,12 @@ def firewall_defaults_to_set(status_lines: Iterable[str], wanted: Mapping[str, s
             in_effect = {direction: policy for policy, direction in _DEFAULT_POLICY.findall(line)}
     return [{"direction": direction, "policy": policy} for direction, policy in wanted.items()
             if in_effect.get(direction) != policy]
+
+
+def firewall_sshd_ports(effective_lines: Iterable[str]) -> list[str]:
+    """The ports sshd listens on, from the lines of `sshd -T` ("port 22"); 22 when it names none."""
+    ports = [line.split()[1] for line in effective_lines if line.startswith("port ") and len(line.split()) == 2]
+    return list(dict.fromkeys(ports)) or ["22"]
 
 
 def firewall_sshd_not_hardened(effective_lines: Iterable[str], expected: Mapping[str, str]) -> list[str]:
@@ -232,5 +258,7 @@ class FilterModule:
             "firewall_diff": firewall_diff,
             "firewall_sshd_not_hardened": firewall_sshd_not_hardened,
             "firewall_sections": firewall_sections,
+            "firewall_rule_opening": firewall_rule_opening,
+            "firewall_sshd_ports": firewall_sshd_ports,
             "firewall_defaults_to_set": firewall_defaults_to_set,
         }

@@ -111,8 +111,10 @@ def test_the_playbooks_plan_the_new_role_from_its_manifest(roles, hosts, tmp_pat
     out, playbook = tmp_path / "plans.json", tmp_path / "plans.yml"
     playbook.write_text(PLAYBOOK.format(roles=roles, out=out))
     env = dict(os.environ, ANSIBLE_CONFIG=str(paths.ANSIBLE_CFG), ANSIBLE_ROLES_PATH=str(roles), ANSIBLE_NOCOLOR="1")
+    # The SSH port would be read from the host's sshd; this plan reads nothing from the host.
     run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(hosts / "hosts.yml"),
-                          str(playbook)], env=env, capture_output=True, text=True, timeout=300, check=False)
+                          "-e", "firewall_ssh_port=22", str(playbook)],
+                         env=env, capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
     plans = json.loads(out.read_text())
     assert {"rule": "allow", "port": "6333", "proto": "tcp", "from": "10.0.0.5",

@@ -118,6 +118,22 @@ def test_a_failed_loop_is_reported_by_its_failed_items_messages():
     assert [f.message for f in state.failures] == ["ollama.service is inactive; apt-daily.timer is failed"]
 
 
+def test_a_debug_warning_is_a_notice_and_a_changed_debug_says_its_drift():
+    state = RunState()
+    loop = {"results": [{"msg": "[WARNING] ufw allow 5432/tcp: allows 5432/tcp from anywhere", "changed": False},
+                        {"msg": "[WARNING] ufw allow 6379: allows 6379 from anywhere", "changed": False}]}
+    state.handle({"event": "runner_on_ok", "event_data": {
+        "host": "db-1", "role": "firewall", "task": "Report the rules", "task_action": "ansible.builtin.debug",
+        "res": loop}})
+    assert state.notices == ["db-1: ufw allow 5432/tcp: allows 5432/tcp from anywhere",
+                             "db-1: ufw allow 6379: allows 6379 from anywhere"]
+    assert state.changes == []
+    state.handle({"event": "runner_on_ok", "event_data": {
+        "host": "db-1", "role": "firewall", "task": "Report the rules", "task_action": "ansible.builtin.debug",
+        "res": {"changed": True, "results": [{"msg": "ufw allow 5432/tcp: allows 5432/tcp from anywhere"}]}}})
+    assert [(c.host, c.diff) for c in state.changes] == [("db-1", "ufw allow 5432/tcp: allows 5432/tcp from anywhere")]
+
+
 def test_argument_spec_failure_is_collected_as_bad_input():
     state, _ = replay("bad_argument")
     assert len(state.argument_errors) == 2

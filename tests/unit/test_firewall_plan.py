@@ -235,14 +235,15 @@ def test_present_rules_are_the_ufw_lines_without_ufw():
 
 
 def test_nothing_differs_when_ufw_holds_the_wanted_rules():
-    assert plan.firewall_diff(list(WANTED.values()), WANTED, TAG) == {"missing": [], "stale": [], "unmanaged": []}
+    assert plan.firewall_diff(list(WANTED.values()), WANTED, TAG) == {
+        "missing": [], "stale": [], "kept": [], "unmanaged": []}
 
 
 def test_a_wanted_rule_missing_or_with_another_comment_or_action_is_missing():
     present = ["allow 22/tcp comment 'platform-managed: old name'", "allow from 10.0.0.1 to any port 5432 proto tcp"]
     diff = plan.firewall_diff(present, WANTED, TAG)
     # Same targets: ufw updates those rules in place, so they are neither stale nor unmanaged.
-    assert diff == {"missing": list(WANTED.values()), "stale": [], "unmanaged": []}
+    assert diff == {"missing": list(WANTED.values()), "stale": [], "kept": [], "unmanaged": []}
 
 
 def test_unwanted_rules_are_stale_when_tagged_else_unmanaged():
@@ -255,7 +256,9 @@ def test_unwanted_rules_are_stale_when_tagged_else_unmanaged():
         "deny 25/tcp",
     ]
     diff = plan.firewall_diff(present, WANTED, TAG)
-    assert diff["stale"] == [present[1]]
+    assert diff["stale"] == []
+    # Kept open for a session in use when the firewall was set up: never removed on its own.
+    assert diff["kept"] == [present[1]]
     assert diff["unmanaged"] == [present[2], present[3], present[4]]  # deny 25/tcp once
     assert diff["missing"] == [WANTED["from 10.0.0.1 to any port 5432 proto tcp"]]
 
@@ -275,7 +278,7 @@ def test_a_route_rule_keeps_route_in_its_target():
 
 def test_only_the_role_tag_makes_a_rule_stale():
     present = ["allow 81/tcp comment 'platform-managed-not: x'", "allow 82/tcp comment 'other: platform-managed: x'"]
-    assert plan.firewall_diff(present, {}, TAG) == {"missing": [], "stale": [], "unmanaged": present}
+    assert plan.firewall_diff(present, {}, TAG) == {"missing": [], "stale": [], "kept": [], "unmanaged": present}
 
 
 # firewall_sshd_not_hardened
@@ -349,5 +352,30 @@ def test_the_plugin_exposes_every_filter():
     assert set(plan.FilterModule().filters()) == {
         "firewall_entries", "firewall_source_hosts", "firewall_source_addresses", "firewall_rules", "firewall_inbound",
         "firewall_kept", "firewall_wanted", "firewall_present", "firewall_diff", "firewall_sshd_not_hardened",
-        "firewall_sections", "firewall_defaults_to_set",
+        "firewall_sections", "firewall_defaults_to_set", "firewall_rule_opening", "firewall_sshd_ports",
     }
+
+
+@pytest.mark.parametrize(("rule", "opening"), [
+    ("allow 5432/tcp", "allows 5432/tcp from anywhere"),
+    ("allow 6379", "allows 6379 from anywhere"),
+    ("limit 2222/tcp comment 'by hand'", "allows (rate-limited) 2222/tcp from anywhere"),
+    ("allow from 10.0.0.7 to any port 11434 proto tcp", "allows 11434/tcp from 10.0.0.7"),
+    ("reject from 10.9.9.9 to any port 80 proto tcp comment 'someone else'", "rejects 80/tcp from 10.9.9.9"),
+    ("allow from 10.0.0.0/8", "allows every port from 10.0.0.0/8"),
+    ("route allow in on eth0 out on eth1", "route allow in on eth0 out on eth1 (a rule of its own form)"),
+])
+def test_a_rule_made_by_hand_is_described_by_what_it_lets_through(rule, opening):
+    assert plan.firewall_rule_opening(rule) == opening
+
+
+def test_a_retired_rule_of_the_role_is_stale():
+    present = ["allow 7777/tcp comment 'platform-managed: retired'"]
+    assert plan.firewall_diff(present, WANTED, TAG)["stale"] == present
+
+
+def test_ssh_is_allowed_on_every_port_sshd_listens_on():
+    assert plan.firewall_sshd_ports(["port 2222", "port 22", "addressfamily any", "port 2222"]) == ["2222", "22"]
+    assert plan.firewall_sshd_ports(["maxauthtries 6"]) == ["22"]
+    entries = plan.firewall_entries([], {}, [], ["2222", "22"])
+    assert [(e["rule"], e["port"]) for e in entries] == [("limit", "2222"), ("limit", "22")]

@@ -36,6 +36,19 @@ def test_daemon_json_as_rendered(host):
     assert daemon["live-restore"] is True
     assert daemon["ip"] == "127.0.0.1"
     assert daemon["default-address-pools"] == [{"base": "172.30.0.0/16", "size": 24}]
+    assert daemon["no-new-privileges"] is True
+    assert daemon["icc"] is False
+
+
+def test_containers_cannot_gain_privileges(host):
+    """The engine's no-new-privileges default reaches a container started without asking."""
+    status = host.check_output("docker exec probe-loopback cat /proc/self/status")
+    assert "NoNewPrivs:\t1" in status
+
+
+def test_default_bridge_keeps_containers_apart(host):
+    bridge = json.loads(host.check_output("docker network inspect bridge"))[0]
+    assert bridge["Options"]["com.docker.network.bridge.enable_icc"] == "false"
 
 
 def test_platform_network(host):

@@ -9,7 +9,11 @@ import hashlib
 import json
 import os
 import re
+import socket
+import ssl
 import subprocess
+import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -21,6 +25,8 @@ SECRETS = {"postgresql_app_password": "pg-app-password", "redis_app_password": "
            "JWT_SECRET": "jwt-secret-value"}
 SCENARIO = Path(__file__).resolve().parents[1]
 TIMEOUT = "5"
+# molecule.yml's nginx_connections_per_client, low so that a test can reach it.
+CONNECTIONS_PER_CLIENT = 4
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +75,18 @@ def test_app_received_connection_urls_and_secrets(address):
     assert health["secrets_sha256"] == {"JWT_SECRET": sha256(SECRETS["JWT_SECRET"])}
 
 
+@pytest.mark.parametrize("replica", ["api-1", "api-2"])
+def test_app_containers_are_confined(host, replica):
+    """No capabilities, no privilege gain, a read-only root filesystem with /tmp writable
+    (app role defaults; the app itself still answers, above)."""
+    status = host.check_output(f"docker exec {replica} cat /proc/self/status")
+    assert re.search(r"^CapEff:\s+0+$", status, re.MULTILINE), status
+    assert re.search(r"^NoNewPrivs:\s+1$", status, re.MULTILINE), status
+    refused = host.run(f"docker exec {replica} touch /written-by-the-app")
+    assert refused.rc != 0 and "Read-only file system" in refused.stderr, refused.stderr
+    host.check_output(f"docker exec {replica} touch /tmp/written-by-the-app")
+
+
 @pytest.mark.parametrize(("flag", "accepted"), [
     ("-tls1", False), ("-tls1_1", False), ("-tls1_2", True), ("-tls1_3", True)])
 def test_tls_versions(address, flag, accepted):
@@ -87,6 +105,69 @@ def test_tls_versions(address, flag, accepted):
         assert "alert protocol version" in output, output
 
 
+@pytest.mark.parametrize("cipher", ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305"])
+def test_tls_1_2_handshakes_with_ecdhe(address, cipher):
+    result = subprocess.run(
+        ["timeout", TIMEOUT, "openssl", "s_client", "-connect", f"{address}:443", "-servername", DOMAIN,
+         "-tls1_2", "-cipher", cipher, "-brief"],
+        input="", capture_output=True, text=True, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert f"Ciphersuite: {cipher}" in output, output
+
+
+def test_tls_1_2_ciphers_are_mozilla_intermediate_6(host):
+    """ECDHE key exchange only, whatever certificate is served (a provided RSA one would
+    otherwise allow finite-field DHE), and no DH parameters."""
+    config = host.check_output("nginx -T 2>/dev/null")
+    ciphers = re.findall(r"^\s*ssl_ciphers\s+([^;]+);", config, re.MULTILINE)
+    assert ciphers, config[:2000]
+    offered = {name for line in ciphers for name in line.split(":")}
+    assert offered == {"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+                       "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305"}
+    assert "ssl_dhparam" not in config
+    assert re.search(r"^\s*ssl_ecdh_curve X25519:prime256v1:secp384r1;", config, re.MULTILINE)
+
+
+def tls_connection(address: str) -> ssl.SSLSocket:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    raw = socket.create_connection((address, 443), timeout=5)
+    return context.wrap_socket(raw, server_hostname=DOMAIN)
+
+
+def test_a_client_that_never_finishes_its_request_header_is_cut_off(address):
+    """nginx_client_timeout (10 s), not nginx's default minute: the connection is closed."""
+    with tls_connection(address) as connection:
+        connection.sendall(f"GET /api/health HTTP/1.1\r\nHost: {DOMAIN}\r\n".encode())
+        connection.settimeout(40)
+        started = time.monotonic()
+        try:
+            while connection.recv(4096):
+                pass
+        except TimeoutError:
+            pytest.fail("nginx still holds the half-sent request after 40 s")
+        except (ConnectionResetError, ssl.SSLError):
+            pass
+        assert time.monotonic() - started < 30
+
+
+def test_requests_in_progress_per_client_are_limited(address):
+    """Uploads that never finish hold their connections; one more request from the same
+    address gets 429 until they are gone."""
+    request = (f"POST /api/health HTTP/1.1\r\nHost: {DOMAIN}\r\nContent-Length: 1000\r\n\r\n").encode()
+    with ExitStack() as holders:
+        for _ in range(CONNECTIONS_PER_CLIENT):
+            connection = holders.enter_context(tls_connection(address))
+            connection.sendall(request)
+        time.sleep(0.5)  # nginx has read each header; the bodies never come
+        over = curl(address, "--output", "/dev/null", "--write-out", "%{http_code}", f"https://{DOMAIN}/api/health")
+        assert over.stdout == "429", over.stderr
+    after = curl(address, "--output", "/dev/null", "--write-out", "%{http_code}", f"https://{DOMAIN}/api/health")
+    assert after.stdout == "200", after.stderr
+
+
 def test_security_headers(address):
     result = curl(address, "--fail", "--dump-header", "-", "--output", "/dev/null", f"https://{DOMAIN}/api/health")
     assert result.returncode == 0, result.stderr
@@ -96,6 +177,8 @@ def test_security_headers(address):
     assert headers["x-content-type-options"] == "nosniff"
     assert headers["referrer-policy"] == "strict-origin-when-cross-origin"
     assert "frame-ancestors 'self'" in headers["content-security-policy"]
+    assert "script-src 'self';" in headers["content-security-policy"]
+    assert "unsafe-inline" not in headers["content-security-policy"]
     assert headers["server"] == "nginx"
     # A self-signed certificate: no HSTS, which would lock browsers out.
     assert "strict-transport-security" not in headers

@@ -21,7 +21,7 @@ TAG = "platform-managed"
 DATA_HOST = "firewall-debian12"
 APP_HOST = "firewall-debian13"
 PLATFORM_SUBNET = "172.31.0.0/24"  # platform_network_subnet (roles/platform)
-REPORT_TASK = "firewall : Warn about the firewall rules this role did not make"
+REPORT_TASK = "firewall : Report each firewall rule this role did not make"
 UPDATE_TASK = "firewall : Bring the firewall rules up to date"
 
 
@@ -117,7 +117,14 @@ def test_sshd_runs_hardened(host):
     assert settings["kbdinteractiveauthentication"] == "no"
     assert settings["permitrootlogin"] == "without-password"  # sshd -T's name for prohibit-password
     assert settings["x11forwarding"] == "no"
-    assert settings["maxauthtries"] == "3"
+    # dev-sec's ssh_hardening where it cannot lock anyone out: an agent with several keys
+    # still gets in (6 tries), no forwarding past the firewall.
+    assert settings["maxauthtries"] == "6"
+    assert settings["logingracetime"] == "30"
+    assert settings["allowtcpforwarding"] == "no"
+    assert settings["allowagentforwarding"] == "no"
+    assert settings["permittunnel"] == "no"
+    assert (settings["clientaliveinterval"], settings["clientalivecountmax"]) == ("300", "3")
     assert host.file("/etc/ssh/sshd_config.d/60-platform.conf").contains("^PasswordAuthentication no$")
 
 
@@ -147,8 +154,27 @@ def test_rule_added_by_hand_is_reported_as_unmanaged(host, tmp_path):
     finally:
         host.check_output("ufw delete allow 9999/tcp")
     report = next(result for result in results if result["name"] == REPORT_TASK)
-    assert "ufw allow 9999/tcp" in report["msg"]
-    assert TAG not in report["msg"]
+    assert [item["msg"].split(";")[0] for item in report["results"]] == [
+        "[WARNING] ufw allow 9999/tcp: allows 9999/tcp from anywhere"]
+    assert not report["changed"]
+
+
+def test_check_reports_a_rule_added_by_hand_as_drift_without_purging(host):
+    """`ufw allow 5432/tcp` by hand opens PostgreSQL to everyone: check names it as drift
+    (firewall_purge_unmanaged is off here), and leaves it."""
+    converge = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml"
+    host.check_output("ufw allow 5432/tcp")
+    try:
+        checked = run_playbook(host, converge, "--check")
+        assert "ufw allow 5432/tcp" in host.check_output("ufw show added")
+    finally:
+        host.check_output("ufw delete allow 5432/tcp")
+    report = next(result for result in checked if result["name"] == REPORT_TASK)
+    assert report["changed"]
+    assert [item["msg"].split(";")[0] for item in report["results"]] == [
+        "ufw allow 5432/tcp: allows 5432/tcp from anywhere"]
+    update = next(result for result in checked if result["name"] == UPDATE_TASK)
+    assert not update.get("changed")
 
 
 def test_rule_drift_shows_in_check_mode_and_a_run_repairs_it(host):
@@ -169,6 +195,33 @@ def test_rule_drift_shows_in_check_mode_and_a_run_repairs_it(host):
     added = host.check_output("ufw show added").splitlines()
     assert f"ufw allow 80/tcp comment '{TAG}: http'" in added
     assert not any("7777" in line for line in added)
+
+
+KEPT = f"allow 2346/tcp comment '{TAG}: kept open: in use when the firewall was set up'"
+KEPT_TASK = "firewall : Name the rules kept open for connections in use at an earlier run"
+
+
+def test_ssh_is_allowed_on_the_port_sshd_listens_on_and_a_kept_rule_stays(host):
+    """sshd moved to another port by hand: the next run opens that port (read from `sshd -T`),
+    so the admin is not locked out. A rule an earlier run kept open for a session stays,
+    named in the run's warnings, although no connection uses it now."""
+    converge = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml"
+    host.check_output("printf 'Port 22\\nPort 2222\\n' > /etc/ssh/sshd_config.d/10-ports.conf && systemctl reload ssh")
+    host.check_output(f"ufw {KEPT}")
+    try:
+        results = run_playbook(host, converge)
+        added = host.check_output("ufw show added").splitlines()
+        assert f"ufw limit 2222/tcp comment '{TAG}: ssh'" in added
+        assert f"ufw limit 22/tcp comment '{TAG}: ssh'" in added
+        assert f"ufw {KEPT}" in added
+        kept = next(result for result in results if result["name"] == KEPT_TASK)
+        assert [item["item"] for item in kept["results"]] == [KEPT]
+        assert kept["results"][0]["msg"].startswith("[WARNING] ufw allow 2346/tcp: kept open")
+    finally:
+        host.check_output("rm -f /etc/ssh/sshd_config.d/10-ports.conf && systemctl reload ssh")
+        host.check_output(f"ufw delete {KEPT}")
+        run_playbook(host, converge)
+    assert not any("2222" in line for line in host.check_output("ufw show added").splitlines())
 
 
 def test_ssh_is_rate_limited(address):

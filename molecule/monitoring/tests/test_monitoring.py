@@ -294,12 +294,20 @@ def grafana_through_nginx(host, path: str) -> str:
         path)
 
 
+def grafana_header(host, path: str, name: str) -> str:
+    headers = host.check_output(
+        "curl -sk --max-time 10 --resolve platform.test:443:127.0.0.1 -D - -o /dev/null https://platform.test%s", path)
+    return next((line.split(":", 1)[1].strip() for line in headers.splitlines()
+                 if line.lower().startswith(name + ":")), "")
+
+
 def test_grafana_is_served_at_its_sub_path(host):
     """Grafana itself did not run (no package here). The nginx role's /grafana/ location is
     rendered without an nginx login (Grafana has its own), nginx -t accepts it, and nginx
     passes requests with their path to Grafana's port, where a stand-in HTTP server answers."""
     site = host.file("/etc/nginx/conf.d/platform.conf").content_string
-    assert re.search(r"location /grafana/ \{\s*proxy_pass http://127\.0\.0\.1:3000;\s*\}", site), site
+    assert re.search(r"location /grafana/ \{\s*limit_req zone=grafana burst=100 nodelay;"
+                     r"\s*proxy_pass http://127\.0\.0\.1:3000;\s*\}", site), site
     assert "auth_basic" not in site
     check = host.run("nginx -t")
     assert check.rc == 0, check.stderr
@@ -312,6 +320,14 @@ def test_grafana_is_served_at_its_sub_path(host):
         answer = wait_for(lambda: (reply := grafana_through_nginx(host, "/grafana/standin.txt")).endswith(" 200")
                           and reply, 20, 1)
         assert answer == "stand-in-grafana\n 200", answer
+        # Grafana's pages run inline scripts: the looser policy is theirs alone.
+        assert "'unsafe-inline'" in grafana_header(host, "/grafana/standin.txt", "content-security-policy")
+        assert "'unsafe-inline'" not in grafana_header(host, "/", "content-security-policy")
+        # A login-guessing loop from one address runs into the rate limit (10 r/s, burst 100).
+        requests = " ".join(["-o /dev/null https://platform.test/grafana/standin.txt"] * 150)
+        codes = host.check_output("curl -sk --max-time 30 --resolve platform.test:443:127.0.0.1"
+                                  " -w '%{http_code}\\n' " + requests).split()
+        assert len(codes) == 150 and codes[0] == "200" and "429" in codes, codes
     finally:
         host.run("systemctl stop grafana-standin")
 

@@ -71,8 +71,8 @@ def test_unit_and_drop_in(host):
     assert not unit.contains("^PrivateDevices=")
     # systemd itself reports the drop-in's environment, so the drop-in is really loaded.
     environment = host.check_output("systemctl show --value -p Environment ollama").split()
-    # The inventory has an app host, so Ollama listens beyond loopback.
-    for expected in (f"OLLAMA_HOST=0.0.0.0:{PORT}", "OLLAMA_MODELS=/var/lib/ollama/models",
+    # Ollama itself binds loopback only; systemd listens for it elsewhere (below).
+    for expected in (f"OLLAMA_HOST=127.0.0.1:{PORT}", "OLLAMA_MODELS=/var/lib/ollama/models",
                      "OLLAMA_NUM_PARALLEL=4", "OLLAMA_MAX_LOADED_MODELS=3", "OLLAMA_KEEP_ALIVE=5m"):
         assert expected in environment
     after = host.check_output("systemctl show --value -p After ollama").split()
@@ -94,10 +94,58 @@ def probe_from_outside(host) -> subprocess.CompletedProcess:
                           text=True, capture_output=True, check=False)
 
 
-def test_app_hosts_reach_the_api_from_outside(host):
+def listening_addresses(host) -> set[str]:
+    lines = host.check_output(f"ss -Htln 'sport = :{PORT}'").splitlines()
+    return {line.split()[3].rsplit(":", 1)[0] for line in lines}
+
+
+def runs_app_containers(host) -> bool:
+    return "app" in host.ansible.get_variables()["group_names"]
+
+
+def test_the_api_is_listened_on_where_its_clients_are_and_nowhere_else(host):
+    """debian12 runs the app containers itself: loopback and the platform network's gateway
+    (bound before any Docker network exists). debian13 serves debian12's apps: loopback and
+    its own private address. Never every address."""
+    expected = {"127.0.0.1", "172.31.0.1"} if runs_app_containers(host) else {
+        "127.0.0.1", host.interface("eth0").addresses[0]}
+    assert listening_addresses(host) == expected
+    assert host.socket(f"tcp://0.0.0.0:{PORT}").is_listening is False
+
+
+def test_only_a_host_serving_other_hosts_apps_answers_on_its_own_address(host):
     probe = probe_from_outside(host)
-    assert probe.returncode == 0, probe.stderr
-    assert json.loads(probe.stdout) == {"version": VERSION}
+    if runs_app_containers(host):
+        assert probe.returncode == 7, probe.stdout  # refused: nothing listens there
+    else:
+        assert probe.returncode == 0, probe.stderr
+        assert json.loads(probe.stdout) == {"version": VERSION}  # through systemd's proxy
+
+
+def run_verify(host) -> subprocess.CompletedProcess:
+    """The role's verify probes (installer.py verify runs the same tasks)."""
+    bindir = Path(sys.executable).parent
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    playbook = SCENARIO / "verify_probes.yml"
+    return subprocess.run([str(bindir / "ansible-playbook"), "-i", str(inventory), "--limit", host.backend.host,
+                           str(playbook)], text=True, capture_output=True, check=False, timeout=300)
+
+
+def test_verify_fails_when_the_api_answers_where_it_should_not(host):
+    only_on(host, "debian12")
+    clean = run_verify(host)
+    assert clean.returncode == 0, clean.stdout[-3000:]
+    address = host.interface("eth0").addresses[0]
+    host.check_output(f"systemd-run --unit=stray-api python3 -m http.server {PORT} --bind {address}")
+    try:
+        host.run(f"timeout 10 sh -c 'until ss -Htln \"sport = :{PORT}\" | grep -q {address}; do sleep 0.2; done'")
+        stray = run_verify(host)
+    finally:
+        host.run("systemctl stop stray-api")
+    assert stray.returncode != 0
+    printed = " ".join(stray.stdout.split())
+    assert f"Port {PORT} is listened on at" in printed and address in printed, printed[-3000:]
+    assert "it should be 127.0.0.1, 172.31.0.1 only" in printed
 
 
 def model_names(host) -> set[str]:
@@ -178,3 +226,5 @@ def test_version_bump_switches_and_restarts(host, changed):
 def test_loopback_only_without_app_hosts(host, changed):
     assert f"OLLAMA_HOST=127.0.0.1:{PORT}" in host.check_output("systemctl show --value -p Environment ollama")
     assert probe_from_outside(host).returncode == 7, "loopback-only Ollama answered on the host's address"  # refused
+    assert listening_addresses(host) == {"127.0.0.1"}
+    assert not host.file("/etc/systemd/system/ollama-proxy.socket").exists
