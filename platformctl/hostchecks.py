@@ -134,6 +134,20 @@ def _platform_network(probe: dict[str, Any], context: Context) -> Iterator[Findi
                    "host and no network they reach uses", True)
 
 
+def _ssh_lockout(probe: dict[str, Any], context: Context) -> Iterator[Finding]:
+    """The firewall role turns SSH password login off: a user who logs in with a password and
+    has no authorized key would be locked out at the next login."""
+    login = probe.get("ssh_login") or {}
+    if not login or context.host_vars.get("firewall_sshd_password_authentication", False) is True:
+        return
+    if login.get("password") != "no" and int(login.get("keys") or 0) == 0:
+        user = login.get("user")
+        yield ("SSH login",
+               f"{user} has no key in ~{user}/.ssh/authorized_keys, and the install turns password login off",
+               f"add {user}'s public key first (ssh-copy-id {user}@<host>), or keep password login "
+               "(firewall_sshd_password_authentication: true)", True)
+
+
 def download_problem(status: int) -> str | None:
     """Why a source's HEAD answer means it cannot be downloaded from, or None."""
     if status < 0:
@@ -156,7 +170,7 @@ def _downloads(probe: dict[str, Any], context: Context) -> Iterator[Finding]:
         yield ("download source", f"{source.get('what')}: {source.get('url')} {problem}", fix, True)
 
 
-HOST_CHECKS = (_system, _size, _ports, _clock_and_gpu, _platform_network, _downloads)
+HOST_CHECKS = (_system, _size, _ports, _clock_and_gpu, _platform_network, _ssh_lockout, _downloads)
 
 
 def judge_host(host: str, probe: dict[str, Any], context: Context) -> list[Problem]:

@@ -144,3 +144,19 @@ def test_minimums_take_the_largest_of_the_host_groups_and_overrides():
     found = probe(groups=["postgres"], memory_mb=3000)
     assert checks(found)["memory"] == ("3000 MB", True)
     assert "memory" not in checks(found, {"preflight_minimums": {"postgres": {"memory_mb": 2048}}})
+
+
+def test_turning_password_login_off_for_a_user_without_a_key_stops_the_install():
+    found = probe(ssh_login={"user": "admin", "password": "yes", "keys": 0})
+    assert checks(found)["SSH login"] == (
+        "admin has no key in ~admin/.ssh/authorized_keys, and the install turns password login off", True)
+
+
+@pytest.mark.parametrize(("login", "host_vars"), [
+    ({"user": "admin", "password": "yes", "keys": 1}, {}),  # logs in with a key
+    ({"user": "admin", "password": "no", "keys": 0}, {}),  # password login is off already
+    ({"user": "admin", "password": "yes", "keys": 0}, {"firewall_sshd_password_authentication": True}),
+    ({}, {}),  # no login user: root, or a container engine's connection
+])
+def test_password_login_off_is_fine_when_it_locks_no_one_out(login, host_vars):
+    assert "SSH login" not in checks(probe(ssh_login=login), host_vars)
