@@ -97,7 +97,8 @@ def bootstrap() -> None:
     if not STAMP.exists() or STAMP.read_text().strip() != wanted:
         sys.stderr.write(f"installing the installer's requirements ({REQUIREMENTS.name}) into {VENV} ...\n")
         result = subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(REQUIREMENTS)],
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--require-hashes",
+             "-r", str(REQUIREMENTS)],
             check=False,
         )
         if result.returncode != 0:

@@ -16,7 +16,7 @@ ensure_venv() {
       echo "python3 cannot create a virtual environment: apt-get install python3-venv" >&2; exit 1; }
   fi
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    step "installing $requirements into .venv" .venv/bin/pip install --quiet --disable-pip-version-check -r "$requirements"
+    step "installing $requirements into .venv" .venv/bin/pip install --quiet --disable-pip-version-check --require-hashes -r "$requirements"
     echo "$want" >"$stamp"
   fi
 }

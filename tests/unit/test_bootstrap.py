@@ -56,3 +56,29 @@ def test_without_root_nothing_is_installed_and_the_message_says_what_to_install(
     message = capsys.readouterr().err
     assert "`sudo apt-get install python3-venv python3." in message
     assert not (tmp_path / "venv").exists()
+
+
+def requirement_blocks(path) -> list[str]:
+    """Each requirement of a locked file with its continuation lines, comments left out."""
+    text = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
+    return [block for block in text.replace("\\\n", " ").splitlines() if block.strip()]
+
+
+@pytest.mark.parametrize("name", ["requirements.txt", "requirements-dev.txt"])
+def test_every_locked_requirement_is_pinned_with_the_hashes_of_its_files(name):
+    blocks = requirement_blocks(paths.ROOT / name)
+    assert len(blocks) > 10
+    for block in blocks:
+        assert "==" in block and "--hash=sha256:" in block, block
+
+
+def test_the_installer_installs_its_requirements_only_with_matching_hashes(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(installer, "VENV", tmp_path / "venv")
+    monkeypatch.setattr(installer, "STAMP", tmp_path / "stamp")
+    monkeypatch.setattr(installer, "venv_usable", lambda python: True)
+    monkeypatch.setattr(installer.subprocess, "run",
+                        lambda argv, check: calls.append(argv) or installer.subprocess.CompletedProcess(argv, 0))
+    monkeypatch.setattr(installer.os, "execv", lambda *args: None)
+    installer.bootstrap()
+    assert calls and "--require-hashes" in calls[0] and calls[0][-1] == str(paths.ROOT / "requirements.txt")
