@@ -80,6 +80,10 @@ def sign(out: Path) -> None:
         subprocess.run([*gpg, "--quick-generate-key", "stand-in repository <tests@example.invalid>",
                         "ed25519", "sign", "never"], check=True)
         subprocess.run([*gpg, "--yes", "--armor", "--output", str(out / "gpgkey"), "--export"], check=True)
+        # The fingerprint the scenario pins, as an inventory pins NVIDIA's.
+        listing = subprocess.run([*gpg, "--list-keys", "--with-colons"], capture_output=True, text=True, check=True)
+        fingerprint = next(line.split(":")[9] for line in listing.stdout.splitlines() if line.startswith("fpr:"))
+        (out / "gpgkey.fingerprint").write_text(fingerprint + "\n")
         subprocess.run([*gpg, "--yes", "--clearsign", "--output", str(out / "InRelease"), str(out / "Release")],
                        check=True)
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import testinfra.utils.ansible_runner
@@ -22,6 +25,7 @@ VERSION = "1.17.8-1"
 PACKAGES = ["nvidia-container-toolkit", "nvidia-container-toolkit-base",
             "libnvidia-container-tools", "libnvidia-container1"]
 LOCAL_REPOSITORY = "/var/lib/nvidia-container-toolkit/repository"
+KEYRING = "/etc/apt/keyrings/nvidia-container-toolkit.asc"
 
 
 def forced(host) -> bool:
@@ -111,3 +115,27 @@ def test_skip_path_installs_nothing(skipped_host):
     assert not host.file("/etc/cdi/nvidia.yaml").exists
     assert "runtimes" not in daemon_json(host)
     assert "nvidia" not in host.check_output("docker info --format '{{json .Runtimes}}'")
+
+
+def converge(host, *extra: str) -> subprocess.CompletedProcess:
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    playbook = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml"
+    return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
+                           "--limit", host.backend.host, *extra, str(playbook)],
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_a_signing_key_that_is_not_the_pinned_one_stops_the_run(installed_host):
+    """The repository's key is trusted only with its pinned fingerprint: another key is
+    removed and the run stops, saying what it found."""
+    wrong = "0000 1111 2222 3333 4444  5555 6666 7777 8888 9999"
+    try:
+        run = converge(installed_host, "-e", f"nvidia_container_toolkit_repo_key_fingerprint='{wrong}'")
+        printed = " ".join(run.stdout.split())
+        assert run.returncode != 0, printed[-2000:]
+        assert "not the pinned key 0000111122223333444455556666777788889999" in printed, printed[-2000:]
+        assert not installed_host.file(KEYRING).exists
+    finally:
+        restored = converge(installed_host)
+        assert restored.returncode == 0, restored.stdout[-3000:]
+    assert installed_host.file(KEYRING).exists
