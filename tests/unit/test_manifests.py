@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +152,13 @@ def test_restore_is_not_dispatched_and_other_entry_points_options_are_known():
     from platformctl import validation
 
     assert "postgresql_backup_type" in validation.role_options("postgresql")  # the backup entry point's
+
+
+def test_the_pinned_ollama_release_has_its_sums_in_the_defaults():
+    """The archive is checked against a sum kept with the role, not one read from the
+    release it comes with."""
+    defaults = yaml.safe_load((paths.ROLES / "ollama" / "defaults" / "main.yml").read_text())
+    sums = defaults["ollama_release_sha256"][defaults["ollama_version"]]
+    assert set(sums) == {"amd64", "arm64"}
+    assert all(re.fullmatch(r"[0-9a-f]{64}", value) for value in sums.values())
+    assert "ollama_release_sha256[ollama_version]" in defaults["ollama_archive_sha256"]
