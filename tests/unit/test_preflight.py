@@ -84,6 +84,15 @@ def test_a_port_held_by_our_own_unit_is_fine_whatever_its_process_is_called():
     assert "port" not in checks(probe(listening=["443 nginx.service nginx", "11434 ollama.service python3"]))
 
 
+def test_a_port_systemd_listens_on_for_our_socket_unit_is_ours():
+    """Ollama beyond loopback: systemd (PID 1) holds the socket of ollama-proxy.socket, and
+    the proxy service holds it too once a connection came."""
+    held = ["11434 ollama.service ollama", "11434 ollama-proxy.socket systemd",
+            "11434 ollama-proxy.service systemd-socket-"]
+    assert "port" not in checks(probe(listening=held))
+    assert checks(probe(listening=["11434 - systemd"]))["port"] == ("11434/tcp held by systemd", True)
+
+
 def test_a_port_moved_by_its_setting_is_checked_where_it_moved():
     found = probe(listening=["5433 apache2.service apache2"])
     assert "port" not in checks(found)
