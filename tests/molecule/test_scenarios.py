@@ -21,10 +21,10 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-# Minutes each scenario took on the 2-core machine with four scenarios running (2026-11-22).
-MINUTES = {"multinode": 46, "newcomer": 30, "e2e": 50, "edge": 44, "monitoring": 35, "ollama": 35, "pitr": 30,
-           "firewall": 25, "redis": 19, "postgresql": 22, "docker": 17, "common": 17, "nvidia_container_toolkit": 5,
-           "nvidia_driver": 3, "nvidia_driver_forced": 77}
+# Minutes each scenario took on the 2-core machine with four scenarios running (2026-12-01).
+MINUTES = {"e2e": 59, "multinode": 39, "newcomer": 36, "edge": 30, "monitoring": 30, "firewall": 15,
+           "nvidia_container_toolkit": 15, "ollama": 13, "postgresql": 12, "redis": 12, "pitr": 10, "docker": 8,
+           "common": 8, "nvidia_driver": 3, "nvidia_driver_forced": 77}
 # The NVIDIA driver's DKMS build (an hour).
 SLOW = {"nvidia_driver_forced"}
 RUN_SLOW = os.environ.get("PLATFORM_TEST_SLOW") == "1"
@@ -32,11 +32,13 @@ RUN_SLOW = os.environ.get("PLATFORM_TEST_SLOW") == "1"
 
 def scheduled(names: list[str], workers: int) -> list[str]:
     """Longest first, one per worker at the start: pytest-xdist (--dist load
-    --maxschedchunk 1) hands each worker two tests at first, so the `workers` longest go
-    first in each pair and the next longest second."""
+    --maxschedchunk 1) hands each worker two tests at first, and the second waits for the
+    first. So the `workers` longest each go with one of the shortest (the longest with the
+    shortest), and the rest follow, longest first, to whichever worker is free."""
     skipped = set() if RUN_SLOW else SLOW
     longest = sorted(names, key=lambda name: (name in skipped, -MINUTES.get(name, 20), name))
-    first, second = longest[:workers], longest[workers:2 * workers]
+    first = longest[:workers]
+    second = list(reversed(longest[workers:]))[:workers]
     pairs = [name for pair in zip(first, second + [None] * len(first)) for name in pair if name]
     return pairs + [name for name in longest if name not in pairs]
 

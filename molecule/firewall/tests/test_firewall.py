@@ -216,7 +216,7 @@ def test_ssh_is_allowed_on_the_port_sshd_listens_on_and_a_kept_rule_stays(host):
         assert f"ufw {KEPT}" in added
         kept = next(result for result in results if result["name"] == KEPT_TASK)
         assert [item["item"] for item in kept["results"]] == [KEPT]
-        assert kept["results"][0]["msg"].startswith("[WARNING] ufw allow 2346/tcp: kept open")
+        assert kept["results"][0]["msg"].startswith(f"[WARNING] ufw {KEPT}: kept open since a connection used")
     finally:
         host.check_output("rm -f /etc/ssh/sshd_config.d/10-ports.conf && systemctl reload ssh")
         host.check_output(f"ufw delete {KEPT}")
