@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from platformctl import manifests, paths
+from platformctl import forms, manifests, paths
 from platformctl.errors import BadInput, PreflightFailed
 from platformctl.inventory import Inventory, LoadedInventory, where_defined
 
@@ -58,33 +58,144 @@ def check_collections() -> None:
         )
 
 
+WORDS = {"str": "a string", "path": "a path (a string)", "int": "an integer", "float": "a number",
+         "bool": "a boolean (true or false)", "list": "a list", "dict": "a dict", "raw": "any value"}
+PLURALS = {"str": "strings", "path": "paths", "int": "integers", "float": "numbers", "bool": "booleans",
+           "list": "lists", "dict": "dicts", "raw": "values"}
+BOOLEANS = {"yes", "no", "true", "false", "on", "off", "y", "n", "1", "0"}
+
+
 def _expected(spec: dict) -> str:
     kind = spec.get("type", "str")
+    words = WORDS.get(kind, kind)
     if kind == "list" and spec.get("elements"):
-        kind = f"a list of {spec['elements']}"
-    elif kind in ("dict", "list", "int", "str", "bool", "path", "float", "raw"):
-        kind = {"dict": "a dict", "list": "a list", "int": "an integer", "str": "a string",
-                "bool": "a boolean", "path": "a path", "float": "a number", "raw": "any value"}[kind]
+        words = f"a list of {PLURALS.get(spec['elements'], spec['elements'])}"
     if spec.get("choices"):
-        kind += f" (one of: {', '.join(map(str, spec['choices']))})"
-    return kind
+        words += f" (one of: {', '.join(map(str, spec['choices']))})"
+    return words
+
+
+def kind_of(value: Any) -> str:
+    """A value's type in words (Ansible's own classes, such as its tagged strings, are strings)."""
+    if value is None:
+        return "nothing (null)"
+    for kind, classes in (("bool", bool), ("int", int), ("float", float), ("str", str), ("list", (list, tuple)),
+                          ("dict", dict)):
+        if isinstance(value, classes):
+            return WORDS[kind].split(" (")[0]
+    return type(value).__name__
 
 
 def _shown(value: Any) -> str:
-    text = repr(value)
+    text = repr(value if not isinstance(value, str) else str(value))
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _render(loaded: LoadedInventory, host_vars: dict, value: Any) -> tuple[bool, Any]:
-    """Template a value that holds Jinja; (False, None) when it depends on what only a run knows."""
-    if not (isinstance(value, str) and "{{" in value):
-        return True, value
+_FITS = {
+    "str": lambda v: isinstance(v, (str, int, float)),
+    "path": lambda v: isinstance(v, (str, int, float)),
+    "int": lambda v: isinstance(v, int) or (isinstance(v, str) and v.strip().lstrip("-").isdigit()),
+    "float": lambda v: isinstance(v, (int, float)) or (isinstance(v, str) and _is_number(v)),
+    "bool": lambda v: (isinstance(v, str) and v.lower() in BOOLEANS) or v in (0, 1),
+    "list": lambda v: isinstance(v, (list, tuple)),
+    "dict": lambda v: isinstance(v, dict),
+}
+
+
+def _fits(kind: str, value: Any) -> bool:
+    """Whether Ansible would take `value` as `kind` without changing its meaning: a list is
+    never read as text (Ansible would make "['50M']" of it), nor a text as a list (it would
+    split it at commas), and a YAML boolean is not taken for a word (on, no: quote them)."""
+    if isinstance(value, bool):
+        return kind in ("bool", "raw")
+    return _FITS.get(kind, lambda v: True)(value)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _converted(kind: str, value: Any) -> Any:
+    if kind == "int" and isinstance(value, str):
+        return int(value)
+    if kind == "float" and isinstance(value, str):
+        return float(value)
+    if kind in ("str", "path") and isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+class SpecWalk:
+    """Checks one value against its argument spec, keys of dicts and list items included:
+    type (strict, see _fits), choices, required and unknown keys, and the value's form
+    (platformctl.forms). `render` templates a string holding Jinja, or returns None when it
+    depends on what only a run knows (such a value is not checked)."""
+
+    def __init__(self, render) -> None:
+        self.render = render
+        self.problems: list[tuple[str, str]] = []  # (shown path, what is wrong)
+
+    def value(self, shown: str, generic: str, value: Any, spec: dict) -> None:
+        if isinstance(value, str) and "{{" in value:
+            value = self.render(value)
+        if value is None:
+            return
+        kind = spec.get("type", "str")
+        if not _fits(kind, value):
+            hint = "; quote it to make it a string" if isinstance(value, bool) and kind in ("str", "path") else ""
+            self.problems.append((shown, f"expected {_expected(spec)}, got {kind_of(value)} {_shown(value)}{hint}"))
+            return
+        value = _converted(kind, value)
+        if kind != "list" and spec.get("choices") and value not in spec["choices"]:
+            self.problems.append((shown, f"expected {_expected(spec)}, got {_shown(value)}"))
+            return
+        if kind == "list":
+            self._items(shown, generic, value, spec)
+        elif kind == "dict" and spec.get("options"):
+            self.keys(shown, generic, value, spec["options"])
+        check = forms.form_of(generic, spec)
+        problem = check(value) if check else None
+        if problem:
+            self.problems.append((shown, f"expected {problem}, got {_shown(value)}"))
+
+    def _items(self, shown: str, generic: str, items: list, spec: dict) -> None:
+        element = {"type": spec.get("elements", "raw"), "choices": spec.get("choices"),
+                   "options": spec.get("options")}
+        for index, item in enumerate(items):
+            label = item.get("name") if isinstance(item, dict) and isinstance(item.get("name"), str) else index
+            self.value(f"{shown}[{label}]", f"{generic}[]", item, element)
+
+    def keys(self, shown: str, generic: str, mapping: dict, options: dict) -> None:
+        for key in mapping:
+            if key not in options:
+                hint = nearest(str(key), options)
+                self.problems.append((f"{shown}.{key}", "unknown key; " + (
+                    f"did you mean {hint[0]}?" if hint else f"expected one of: {', '.join(options)}")))
+        for key, spec in options.items():
+            if key in mapping:
+                self.value(f"{shown}.{key}", f"{generic}.{key}", mapping[key], spec)
+            elif spec.get("required"):
+                self.problems.append((f"{shown}.{key}", f"missing; expected {_expected(spec)}"))
+
+
+def nearest(name: str, known) -> list[str]:
+    """The known name a misspelt one most likely meant: the closest by spelling, else one it
+    begins (strip for strip_prefix)."""
+    return difflib.get_close_matches(name, known, n=1) or [k for k in known if k.startswith(name)][:1]
+
+
+def _render(loaded: LoadedInventory, host_vars: dict, value: str) -> Any:
+    """A value holding Jinja, templated; None when it depends on what only a run knows."""
     from ansible.template import Templar
 
     try:
-        return True, Templar(loader=loaded.loader, variables=host_vars).template(value)
+        return Templar(loader=loaded.loader, variables=host_vars).template(value)
     except Exception:  # facts and registered values do not exist before the run
-        return False, None
+        return None
 
 
 def applied_roles(loaded: LoadedInventory, limit: str | None = None) -> dict[str, set[str]]:
@@ -103,11 +214,10 @@ def check_variables(
 ) -> None:
     """Each value set in the inventory or with -e has the type the role's argument spec asks for,
     and each role-prefixed name is one the role knows."""
-    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-
     inventory: Inventory = loaded.inventory
     known_roles = all_roles()
     errors: dict[str, str] = {}
+    failed: set[str] = set()  # variables already reported, not checked again on the next host
 
     def source(key: str) -> str:
         if key in extra_var_names:
@@ -118,28 +228,49 @@ def check_variables(
         host_vars = loaded.host_vars(host)
         for role in sorted(roles):
             for key, spec in role_options(role).items():
-                if key not in host_vars or key in errors:
+                if key not in host_vars or key in failed:
                     continue
-                ok, value = _render(loaded, host_vars, host_vars[key])
-                if not ok:
-                    continue
-                result = ArgumentSpecValidator({key: spec}).validate({key: value})
-                if result.error_messages:
-                    errors[key] = (f"{source(key)}: {key}: expected {_expected(spec)} for role {role}, "
-                                   f"got {type(value).__name__} {_shown(value)}")
+                walk = SpecWalk(lambda text, hv=host_vars: _render(loaded, hv, text))
+                walk.value(key, key, host_vars[key], spec)
+                if key == "platform_apps" and not walk.problems:
+                    walk.problems += app_problems(host_vars[key], loaded.groups())
+                for shown, problem in walk.problems:
+                    errors[shown] = f"{source(key)}: {shown}: {problem} (role {role})"
+                    failed.add(key)
 
     user_keys = set(extra_var_names)
     for file, data in documents.items():
         user_keys |= _hosts_file_variables(data) if file == inventory.hosts_file else set(data)
     for key in sorted(user_keys):
         role = next((r for r in known_roles if key.startswith(r + "_")), None)
-        if role is None or key in role_options(role) or key in errors:
+        if role is None or key in role_options(role):
             continue
-        hint = difflib.get_close_matches(key, role_options(role), n=1)
+        hint = nearest(key, role_options(role))
         errors[key] = (f"{source(key)}: {key}: unknown variable of role {role}"
                        + (f"; did you mean {hint[0]}?" if hint else f"; see roles/{role}/README.md"))
     if errors:
         raise BadInput(*errors.values())
+
+
+def app_problems(apps: list, groups: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """What the types alone do not say of platform_apps: unique names, a port where nginx or
+    the health check must reach the app, and services in `uses` that have hosts."""
+    problems = []
+    seen: set[str] = set()
+    for app in apps:
+        shown = f"platform_apps[{app['name']}]"
+        if app["name"] in seen:
+            problems.append((f"{shown}.name", "a second app of this name; expected each name once"))
+        seen.add(app["name"])
+        reached_by = "route" if app.get("route") else "healthcheck.path" if (app.get("healthcheck") or {}).get(
+            "path") else None
+        if reached_by and app.get("port") is None:
+            problems.append((f"{shown}.port", f"missing; expected the app's port, which its {reached_by} needs"))
+        for service in app.get("uses") or []:
+            if not groups.get(service):
+                problems.append((f"{shown}.uses", f"{service}: the inventory's group {service} has no host; "
+                                 f"expected a service the inventory installs"))
+    return problems
 
 
 def _hosts_file_variables(groups: dict) -> set[str]:

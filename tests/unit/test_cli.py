@@ -107,8 +107,8 @@ def test_wrong_type_from_extra_vars_is_caught_before_any_host_is_touched(capsys,
     folder = write_inventory(LOCAL_HOSTS, main=f"sample_dir: {tmp_path}\n")
     code, _, err = run_cli(capsys, "--inventory", str(folder), "-e", "sample_settings=notadict")
     assert code == 4
-    assert one_error_line(err) == ("error: -e/--extra-vars: sample_settings: expected a dict for role sample, "
-                                   "got str 'notadict'")
+    assert one_error_line(err) == ("error: -e/--extra-vars: sample_settings: expected a dict, "
+                                   "got a string 'notadict' (role sample)")
     assert not list(tmp_path.glob("*.conf")), "nothing may be changed on bad input"
 
 
@@ -117,7 +117,7 @@ def test_wrong_type_in_inventory_names_the_file(capsys, sample_project, write_in
     code, _, err = run_cli(capsys, "--inventory", str(folder))
     assert code == 4
     assert one_error_line(err).startswith(f"error: {folder / 'group_vars/all/main.yml'}: sample_settings: "
-                                          "expected a dict for role sample")
+                                          "expected a dict, got a list [1, 2] (role sample)")
 
 
 def test_mistyped_variable_name_gets_a_suggestion(capsys, sample_project, write_inventory, tmp_path):
