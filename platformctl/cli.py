@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import getpass
 import json
 import os
 import re
@@ -25,6 +26,7 @@ from platformctl import hostchecks, manifests, paths, report, runner, validation
 from platformctl import inventory as inventories
 from platformctl.errors import BadInput, ExitCode, InstallerError, PreflightFailed
 from platformctl.events import OUTSIDE_ROLES, RunState
+from platformctl.manifests import GIVEN
 from platformctl.progress import Progress
 from platformctl.runner import RunOptions, RunOutcome, new_run_id, output_tail, run_playbook
 from platformctl.secrets import DEFAULT_FORMAT, SecretStore, generate
@@ -37,7 +39,7 @@ COMMANDS = {
     "verify": "health probes of the running platform",
     "backup": "a backup now (PostgreSQL, Redis)",
     "restore": "point-in-time restore: --target-time 'YYYY-MM-DD HH:MM:SS+00' or --latest",
-    "secrets": "create missing secrets; --rotate NAME replaces one",
+    "secrets": "create missing secrets; --rotate NAME replaces one; --set NAME stores a value you were given",
 }
 TARGET_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d+)?[+-]\d{2}(:?\d{2})?$")
 
@@ -72,6 +74,8 @@ def build_parser() -> Parser:
     parser.add_argument("--target-time", help="restore: 'YYYY-MM-DD HH:MM:SS+00'")
     parser.add_argument("--latest", action="store_true", help="restore: to the end of the archived WAL")
     parser.add_argument("--rotate", metavar="NAME", help="secrets: replace this secret")
+    parser.add_argument("--set", metavar="NAME", dest="set_secret",
+                        help="secrets: store this secret's value, read from the terminal or standard input")
     return parser
 
 
@@ -85,8 +89,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
                            "and --latest")
         if args.target_time and not TARGET_TIME.match(args.target_time):
             raise BadInput(f"command line: --target-time {args.target_time!r}: expected 'YYYY-MM-DD HH:MM:SS+00'")
-    if args.rotate and args.command != "secrets":
-        raise BadInput("command line: --rotate goes with the secrets command")
+    for option, value in (("--rotate", args.rotate), ("--set", args.set_secret)):
+        if value and args.command != "secrets":
+            raise BadInput(f"command line: {option} goes with the secrets command")
+    if args.rotate and args.set_secret:
+        raise BadInput("command line: --rotate and --set: one secret at a time, one way at a time")
     return args
 
 
@@ -115,11 +122,29 @@ class Session:
         (a role whose group is empty needs none) and each app's secret_env."""
         applied = set().union(*self.roles.values())
         wanted = manifests.secrets_of(manifests.load_all(), applied)
+        for app in self.apps():
+            formats = app.get("secret_formats") or {}
+            wanted.update((str(name), formats.get(name, DEFAULT_FORMAT)) for name in app.get("secret_env") or [])
+        return wanted
+
+    def apps(self) -> list[dict]:
+        """Every host's platform_apps items (checked by open_session), once each."""
+        apps = {}
         for host in self.loaded.hosts("all"):
             for app in self.loaded.host_vars(host).get("platform_apps") or []:
-                if isinstance(app, dict):
-                    wanted.update(dict.fromkeys(map(str, app.get("secret_env") or []), DEFAULT_FORMAT))
-        return wanted
+                apps.setdefault(app["name"], app)
+        return list(apps.values())
+
+    def check_given_secrets(self) -> None:
+        """A secret the operator was given must be in the vault before anything runs."""
+        present = self.store.load()
+        missing = [(app["name"], name) for app in self.apps() for name, secret_format in
+                   (app.get("secret_formats") or {}).items() if secret_format == GIVEN and name not in present]
+        if missing:
+            shown = self.inventory.display_path(self.store.file)
+            raise BadInput(*(f"platform_apps[{app}].secret_formats.{name}: given, and not in {shown} yet; store it "
+                             f"with `python3 installer.py secrets --set {name} --inventory {self.args.inventory}`"
+                             for app, name in missing))
 
 
 def open_session(args: argparse.Namespace, console: Console) -> Session:
@@ -139,8 +164,11 @@ def open_session(args: argparse.Namespace, console: Console) -> Session:
     validation.check_variables(loaded, documents, extra_names, args.limit)
     if args.limit and not loaded.hosts("all", args.limit):
         raise BadInput(f"--limit {args.limit}: matches no host of {inventory.display_path(inventory.hosts_file)}")
-    return Session(args=args, console=console, inventory=inventory, loaded=loaded, documents=documents,
-                   roles=roles, store=store)
+    session = Session(args=args, console=console, inventory=inventory, loaded=loaded, documents=documents,
+                      roles=roles, store=store)
+    if args.command != "secrets":
+        session.check_given_secrets()
+    return session
 
 
 @contextlib.contextmanager
@@ -392,12 +420,30 @@ def cmd_verify(session: Session) -> int:
 
 
 def cmd_secrets(session: Session) -> int:
+    if session.args.set_secret:
+        return set_secret(session, session.args.set_secret)
     if session.args.rotate and not confirm(session, f"Replace secret {session.args.rotate}? The next install "
                                            "applies the new value everywhere it is used."):
         return ExitCode.OK
     ensure_secrets(session)
     session.console.print(f"secrets: {len(session.store.load())} in "
                           f"{session.inventory.display_path(session.store.file)}", highlight=False)
+    return ExitCode.OK
+
+
+def set_secret(session: Session, name: str) -> int:
+    wanted = session.wanted_secrets()
+    if name not in wanted:
+        hint = validation.nearest(name, wanted)
+        raise BadInput(f"--set {name}: no secret of that name in this inventory; "
+                       + (f"did you mean {hint[0]}?" if hint else f"expected one of: {', '.join(sorted(wanted))}"))
+    if sys.stdin.isatty():
+        value = getpass.getpass(f"Value of {name} (not shown): ")
+    else:
+        value = sys.stdin.read().removesuffix("\n")
+    session.store.set(name, value, wanted[name])
+    session.console.print(f"secrets: {name} stored in {session.inventory.display_path(session.store.file)}; "
+                          "the next install applies it", highlight=False)
     return ExitCode.OK
 
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import re
 import secrets as random
 import string
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +28,22 @@ DISPATCHED = ("install", "verify", "backup", "drift")
 MINIMUM_KEYS = ("cpus", "memory_mb", "disk_free_gb")
 PROTOCOLS = ("tcp", "udp")
 ALNUM = string.ascii_letters + string.digits
-# A secret's format: how installer.py generates it.
+# A secret's format: how installer.py generates it, and the form a value set by hand must have.
 SECRET_FORMATS: dict[str, Callable[[], str]] = {
     "alnum40": lambda: "".join(random.choice(ALNUM) for _ in range(40)),
     "hex32": lambda: random.token_hex(32),
     "base64-32": lambda: base64.b64encode(random.token_bytes(32)).decode(),
+    "uuid": lambda: str(uuid.uuid4()),
 }
+SECRET_FORMS: dict[str, tuple[re.Pattern, str]] = {
+    "alnum40": (re.compile(r"^[A-Za-z0-9]{40}$"), "40 letters and digits"),
+    "hex32": (re.compile(r"^[0-9a-f]{64}$"), "32 bytes in hex (64 digits 0-9, a-f)"),
+    "base64-32": (re.compile(r"^[A-Za-z0-9+/]{43}=$"), "32 bytes in base64 (44 characters)"),
+    "uuid": (re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"), "a UUID"),
+}
+# A secret the operator was given (a third-party API key): never generated, set with
+# `installer.py secrets --set NAME`.
+GIVEN = "given"
 
 
 class ManifestError(ValueError):

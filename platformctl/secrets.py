@@ -1,6 +1,8 @@
-"""Generated secrets: created once per inventory in the format the role manifests give them,
-kept ansible-vault encrypted in group_vars/all/secrets.yml, never overwritten (only --rotate
-replaces one), never printed. The vault password lives in a 0600 file outside the repository."""
+"""Secrets: generated once per inventory in the format the role manifests (or an app's
+secret_formats) give them, or given by the operator (`secrets --set NAME`, read from the
+terminal or standard input, never the command line); kept ansible-vault encrypted in
+group_vars/all/secrets.yml, never overwritten (only --rotate and --set replace one), never
+printed. The vault password lives in a 0600 file outside the repository."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import yaml
 from platformctl.errors import BadInput
 from platformctl.files import atomic_write
 from platformctl.inventory import Inventory
-from platformctl.manifests import SECRET_FORMATS
+from platformctl.manifests import GIVEN, SECRET_FORMATS, SECRET_FORMS
 
 DEFAULT_FORMAT = "alnum40"
 
@@ -88,12 +90,28 @@ class SecretStore:
             known = ", ".join(sorted(values)) or "none yet"
             raise BadInput(f"--rotate {rotate}: no such secret in {self.inventory.display_path(self.file)} "
                            f"(known: {known})")
-        written = sorted(n for n in wanted if n not in values)
+        if rotate is not None and wanted.get(rotate) == GIVEN:
+            raise BadInput(f"--rotate {rotate}: a given secret is not generated; set its new value with "
+                           f"`installer.py secrets --set {rotate}`")
+        written = sorted(n for n in wanted if n not in values and wanted[n] != GIVEN)
         if rotate:
             written.append(rotate)
         if written:
             self.save({**values, **{name: generate(wanted.get(name, DEFAULT_FORMAT)) for name in written}})
         return written
+
+    def set(self, name: str, value: str, secret_format: str) -> None:
+        """Store a value given by the operator, after checking it has the secret's declared form."""
+        if not value:
+            raise BadInput(f"--set {name}: the value is empty; expected the secret's value on standard input "
+                           "or at the prompt")
+        if any(c in value for c in "\r\n\0"):
+            raise BadInput(f"--set {name}: the value holds a line break or NUL; expected one line")
+        form = SECRET_FORMS.get(secret_format)
+        if secret_format != DEFAULT_FORMAT and form and not form[0].match(value):
+            raise BadInput(f"--set {name}: expected {form[1]} (its format is {secret_format}); "
+                           "the value was not stored")
+        self.save({**self.load(), name: value})
 
     def mask(self) -> Callable[[str], str]:
         values = sorted((v for v in self.load().values() if len(v) >= 6), key=len, reverse=True)

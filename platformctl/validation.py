@@ -266,6 +266,14 @@ def app_problems(apps: list, groups: dict[str, list[str]]) -> list[tuple[str, st
             "path") else None
         if reached_by and app.get("port") is None:
             problems.append((f"{shown}.port", f"missing; expected the app's port, which its {reached_by} needs"))
+        for name, secret_format in (app.get("secret_formats") or {}).items():
+            if name not in (app.get("secret_env") or []):
+                problems.append((f"{shown}.secret_formats.{name}", "not in secret_env; expected the name of one of "
+                                 "the app's secret_env entries"))
+            elif secret_format not in (*manifests.SECRET_FORMATS, manifests.GIVEN):
+                known = ", ".join([*manifests.SECRET_FORMATS, manifests.GIVEN])
+                problems.append((f"{shown}.secret_formats.{name}",
+                                 f"expected one of: {known}, got {_shown(secret_format)}"))
         for service in app.get("uses") or []:
             if not groups.get(service):
                 problems.append((f"{shown}.uses", f"{service}: the inventory's group {service} has no host; "

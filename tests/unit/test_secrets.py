@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import re
 import stat
 
 import pytest
@@ -97,3 +99,76 @@ def test_monitoring_secrets_only_when_the_inventory_has_monitoring_hosts(write_i
     assert {"postgresql_app_password", "redis_password", "redis_app_password"} <= names
     assert names & MONITORING_SECRETS == wanted
 
+
+
+GIVEN_APP = """\
+platform_domain: ai.example.com
+platform_apps:
+  - name: billing
+    image: registry.example.com/acme/billing:2
+    secret_env: [STRIPE_SECRET_KEY, WEBHOOK_KEY, SESSION_ID_SALT]
+    secret_formats: {STRIPE_SECRET_KEY: given, WEBHOOK_KEY: hex32, SESSION_ID_SALT: uuid}
+"""
+APP_HOSTS = "all:\n  hosts:\n    node-1: {ansible_connection: community.docker.docker}\n  children:\n" \
+            "    app: {hosts: {node-1: }}\n"
+
+
+@pytest.fixture
+def given_inventory(write_inventory, monkeypatch, tmp_path):
+    monkeypatch.setenv("PLATFORMCTL_SECRETS_DIR", str(tmp_path / "keys"))
+    monkeypatch.setattr(cli, "run_playbook", lambda *a, **k: pytest.fail("no playbook may run"))
+    return write_inventory(APP_HOSTS, main=GIVEN_APP)
+
+
+def set_secret(monkeypatch, capsys, folder, name: str, stdin: str) -> tuple[int, str]:
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    code = cli.main(["secrets", "--inventory", str(folder), "--set", name])
+    return code, capsys.readouterr().err
+
+
+def test_a_given_secret_stops_every_run_until_it_is_set(given_inventory, monkeypatch, capsys):
+    for command in ("validate", "install", "check"):
+        assert cli.main([command, "--inventory", str(given_inventory)]) == 4
+        err = capsys.readouterr().err
+        assert "platform_apps[billing].secret_formats.STRIPE_SECRET_KEY: given, and not in" in err
+        assert f"installer.py secrets --set STRIPE_SECRET_KEY --inventory {given_inventory}" in err
+    code, err = set_secret(monkeypatch, capsys, given_inventory, "STRIPE_SECRET_KEY", "sk_live_51Habc\n")
+    assert (code, err) == (0, "")
+    assert cli.main(["validate", "--inventory", str(given_inventory)]) == 0
+    store = SecretStore(inventory.resolve(str(given_inventory)))
+    given = "sk_live_51Habc"
+    assert store.load()["STRIPE_SECRET_KEY"] == given, "the line break ends the value"
+    assert given not in capsys.readouterr().out
+
+
+def test_generated_secrets_take_their_declared_format(given_inventory, monkeypatch, capsys):
+    set_secret(monkeypatch, capsys, given_inventory, "STRIPE_SECRET_KEY", "sk_test_1")
+    assert cli.main(["secrets", "--inventory", str(given_inventory)]) == 0
+    values = SecretStore(inventory.resolve(str(given_inventory))).load()
+    assert re.fullmatch(r"[0-9a-f]{64}", values["WEBHOOK_KEY"])
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+                        values["SESSION_ID_SALT"])
+    given = "sk_test_1"
+    assert values["STRIPE_SECRET_KEY"] == given, "a given secret is never generated over"
+    code = cli.main(["secrets", "--inventory", str(given_inventory), "--rotate", "STRIPE_SECRET_KEY", "--yes"])
+    assert code == 4 and "a given secret is not generated" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("WEBHOOK_KEY", "not-hex",
+     "--set WEBHOOK_KEY: expected 32 bytes in hex (64 digits 0-9, a-f) (its format is hex32)"),
+    ("STRIPE_SECRET_KEY", "\n", "--set STRIPE_SECRET_KEY: the value is empty"),
+    ("STRIPE_SECRET_KEY", "two\nlines\n", "holds a line break"),
+    ("STRIPE_SECRET", "x",
+     "--set STRIPE_SECRET: no secret of that name in this inventory; did you mean STRIPE_SECRET_KEY?"),
+])
+def test_a_value_that_does_not_fit_is_not_stored(given_inventory, monkeypatch, capsys, name, value, expected):  # noqa: PLR0917
+    code, err = set_secret(monkeypatch, capsys, given_inventory, name, value)
+    assert code == 4
+    assert expected in err
+    assert not SecretStore(inventory.resolve(str(given_inventory))).file.exists()
+
+
+def test_set_is_only_a_secrets_option(capsys):
+    assert cli.main(["install", "--inventory", "local", "--set", "X"]) == 4
+    assert "--set goes with the secrets command" in capsys.readouterr().err

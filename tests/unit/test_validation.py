@@ -4,6 +4,9 @@ expected, before any host is touched; `installer.py validate` runs the same chec
 
 from __future__ import annotations
 
+import io
+import shutil
+
 import pytest
 
 from platformctl import cli, forms, paths
@@ -100,6 +103,12 @@ MALFORMED = [
      "platform_apps[api].uses: expected a list of strings (one of: postgres, redis, ollama), got a string"),
     ("an app name with capitals", "platform_apps: [{name: Api, image: 'a:1'}]",
      "platform_apps[Api].name: expected lower-case letters, digits and dashes"),
+    ("a format for a secret the app does not take",
+     "platform_apps: [{name: api, image: 'a:1', secret_env: [A], secret_formats: {B: hex32}}]",
+     "platform_apps[api].secret_formats.B: not in secret_env"),
+    ("an unknown secret format",
+     "platform_apps: [{name: api, image: 'a:1', secret_env: [A], secret_formats: {A: hex}}]",
+     "platform_apps[api].secret_formats.A: expected one of: alnum40, hex32, base64-32, uuid, given, got 'hex'"),
     ("an unknown service", "platform_apps: [{name: api, image: 'a:1', uses: [mongo]}]",
      "platform_apps[api].uses[0]: expected a string (one of: postgres, redis, ollama), got 'mongo'"),
 ]
@@ -163,7 +172,16 @@ def test_forms(check, good, bad):
 
 
 @pytest.mark.parametrize("example", sorted(p.name for p in (paths.INVENTORIES / "examples").iterdir() if p.is_dir()))
-def test_every_example_inventory_validates(capsys, example):
-    code, errors, out = run(capsys, "validate", "--inventory", str(paths.INVENTORIES / "examples" / example))
+def test_every_example_inventory_validates_once_its_given_secrets_are_set(capsys, monkeypatch, tmp_path, example):
+    """As an operator starts from one: copied, validated (it names the secrets to give), each set, validated."""
+    folder = tmp_path / example
+    shutil.copytree(paths.INVENTORIES / "examples" / example, folder)
+    code, errors, _ = run(capsys, "validate", "--inventory", str(folder))
+    given = [line.split("].secret_formats.")[1].split(":")[0] for line in errors if ": given, and not in" in line]
+    assert code == (4 if given else 0) and len(given) == len(errors), errors
+    for name in dict.fromkeys(given):
+        monkeypatch.setattr("sys.stdin", io.StringIO(f"value-of-{name}\n"))
+        assert run(capsys, "secrets", "--inventory", str(folder), "--set", name)[0] == 0
+    code, errors, out = run(capsys, "validate", "--inventory", str(folder))
     assert (code, errors) == (0, [])
     assert "is valid" in out
