@@ -79,6 +79,24 @@ def url_path(value: Any) -> str | None:
     return "a URL path starting with / (/api/)"
 
 
+def memory(value: Any) -> str | None:
+    ok = isinstance(value, str) and re.fullmatch(r"[1-9][0-9]*(\.[0-9]+)?[bkmg]?", value.lower())
+    return None if ok else "a size with a unit as docker reads it (512m, 2g)"
+
+
+def nginx_size(value: Any) -> str | None:
+    ok = isinstance(value, str) and re.fullmatch(r"[0-9]+[kmg]?", value.lower())
+    return None if ok else "a size as nginx reads it (512k, 50m, 1g; 0 for no limit)"
+
+
+def zero_or_more(value: Any) -> str | None:
+    return None if isinstance(value, int) and value >= 0 else "an integer of 0 or more"
+
+
+def more_than_zero(value: Any) -> str | None:
+    return None if isinstance(value, (int, float)) and value > 0 else "a number above 0"
+
+
 def not_empty(value: Any) -> str | None:
     return None if not isinstance(value, str) or value.strip() else "a string that is not empty"
 
@@ -92,8 +110,18 @@ FORMS: dict[str, Callable[[Any], str | None]] = {
     "platform_apps[].port": port,
     "platform_apps[].host_port": port,
     "platform_apps[].replicas": positive,
+    "platform_apps[].resources.memory": memory,
+    "platform_apps[].resources.cpus": more_than_zero,
+    "platform_apps[].resources.gpus": positive,
     "platform_apps[].healthcheck.path": url_path,
     "platform_apps[].route.path": url_path,
+    "platform_apps[].routes[].path": url_path,
+    "platform_apps[].route.body_size": nginx_size,
+    "platform_apps[].routes[].body_size": nginx_size,
+    "platform_apps[].route.timeout": positive,
+    "platform_apps[].routes[].timeout": positive,
+    "platform_apps[].route.cache": zero_or_more,
+    "platform_apps[].routes[].cache": zero_or_more,
     "firewall_ssh_port": port_or_zero,
     "firewall_allowed_ports[].from": address_or_network,
 }

@@ -253,31 +253,52 @@ def check_variables(
 
 
 def app_problems(apps: list, groups: dict[str, list[str]]) -> list[tuple[str, str]]:
-    """What the types alone do not say of platform_apps: unique names, a port where nginx or
-    the health check must reach the app, and services in `uses` that have hosts."""
+    """What the types alone do not say of platform_apps: unique names and route paths, a port
+    where nginx or the health check must reach the app, one way of giving GPUs, secret
+    formats of the app's own secrets, and services in `uses` that have hosts."""
     problems = []
-    seen: set[str] = set()
+    names: set[str] = set()
+    paths_taken: dict[str, str] = {}
     for app in apps:
         shown = f"platform_apps[{app['name']}]"
-        if app["name"] in seen:
+        if app["name"] in names:
             problems.append((f"{shown}.name", "a second app of this name; expected each name once"))
-        seen.add(app["name"])
-        reached_by = "route" if app.get("route") else "healthcheck.path" if (app.get("healthcheck") or {}).get(
-            "path") else None
-        if reached_by and app.get("port") is None:
-            problems.append((f"{shown}.port", f"missing; expected the app's port, which its {reached_by} needs"))
-        for name, secret_format in (app.get("secret_formats") or {}).items():
-            if name not in (app.get("secret_env") or []):
-                problems.append((f"{shown}.secret_formats.{name}", "not in secret_env; expected the name of one of "
-                                 "the app's secret_env entries"))
-            elif secret_format not in (*manifests.SECRET_FORMATS, manifests.GIVEN):
-                known = ", ".join([*manifests.SECRET_FORMATS, manifests.GIVEN])
-                problems.append((f"{shown}.secret_formats.{name}",
-                                 f"expected one of: {known}, got {_shown(secret_format)}"))
-        for service in app.get("uses") or []:
-            if not groups.get(service):
-                problems.append((f"{shown}.uses", f"{service}: the inventory's group {service} has no host; "
-                                 f"expected a service the inventory installs"))
+        names.add(app["name"])
+        problems += [(f"{shown}.{key}", problem) for key, problem in _route_problems(app, paths_taken)]
+        gpu_keys = [key for key in ("gpus", "gpu_devices") if key in (app.get("resources") or {})]
+        if len(gpu_keys) + ("gpus" in app) > 1:
+            problems.append((f"{shown}.resources", "gpus (all), resources.gpus and resources.gpu_devices: expected "
+                             "one way of giving GPUs"))
+        problems += [(f"{shown}.secret_formats.{name}", problem) for name, problem in _secret_format_problems(app)]
+        problems += [(f"{shown}.uses", f"{service}: the inventory's group {service} has no host; expected a "
+                      "service the inventory installs") for service in app.get("uses") or [] if not groups.get(service)]
+    return problems
+
+
+def _route_problems(app: dict, paths_taken: dict[str, str]) -> list[tuple[str, str]]:
+    problems = []
+    if "route" in app and "routes" in app:
+        problems.append(("routes", "given beside route; expected one of them (route is one location, routes several)"))
+    for route in [app["route"]] if "route" in app else app.get("routes") or []:
+        if route["path"] in paths_taken:
+            problems.append(("routes", f"{route['path']}: already a route of {paths_taken[route['path']]}; "
+                             "expected each path once"))
+        paths_taken.setdefault(route["path"], app["name"])
+    reached_by = "route" if app.get("route") or app.get("routes") else (
+        "healthcheck.path" if (app.get("healthcheck") or {}).get("path") else None)
+    if reached_by and app.get("port") is None:
+        problems.append(("port", f"missing; expected the app's port, which its {reached_by} needs"))
+    return problems
+
+
+def _secret_format_problems(app: dict) -> list[tuple[str, str]]:
+    problems = []
+    known = [*manifests.SECRET_FORMATS, manifests.GIVEN]
+    for name, secret_format in (app.get("secret_formats") or {}).items():
+        if name not in (app.get("secret_env") or []):
+            problems.append((name, "not in secret_env; expected the name of one of the app's secret_env entries"))
+        elif secret_format not in known:
+            problems.append((name, f"expected one of: {', '.join(known)}, got {_shown(secret_format)}"))
     return problems
 
 

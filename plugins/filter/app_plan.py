@@ -68,6 +68,20 @@ def app_environment(app: Mapping, secrets: Mapping, service_urls: Mapping[str, M
     return {name: str(value) for name, value in environment.items()}
 
 
+def app_device_requests(app: Mapping) -> list[dict]:
+    """docker_container's device_requests for the app's NVIDIA GPUs: every one (gpus: all), a
+    number of them (resources.gpus) or these (resources.gpu_devices); none otherwise."""
+    resources = app.get("resources") or {}
+    request = {"driver": "nvidia", "capabilities": [["gpu"]]}
+    if app.get("gpus") == "all":
+        return [{**request, "count": -1}]
+    if resources.get("gpus"):
+        return [{**request, "count": int(resources["gpus"])}]
+    if resources.get("gpu_devices"):
+        return [{**request, "device_ids": [str(d) for d in resources["gpu_devices"]]}]
+    return []
+
+
 def _replica_names(app: Mapping) -> list[str]:
     return [f"{app['name']}-{number}" for number in range(1, app.get("replicas", 1) + 1)]
 
@@ -136,6 +150,7 @@ class FilterModule:
 
     def filters(self):
         return {
+            "app_device_requests": app_device_requests,
             "app_service_host": app_service_host,
             "app_service_address": app_service_address,
             "app_service_port": app_service_port,

@@ -1,5 +1,5 @@
 """The nginx role's site plan: the upstream of each routed app (every app host, every
-replica) and its locations (route, health path, rate limit, prefix stripping). Plain
+replica) and its locations (each route with its options, the health path). Plain
 functions on plain data (roles/nginx/vars/main.yml calls them as filters, the template only
 prints what they return), so tests/unit/test_nginx_plan.py can check them without Ansible."""
 
@@ -23,6 +23,11 @@ def nginx_app_host_address(host: str, hostvars: Mapping, inventory_hostname: str
     return host_vars.get("ansible_host", host)
 
 
+def app_routes(app: Mapping) -> list[Mapping]:
+    """An app's locations: `routes`, or its one `route`."""
+    return list(app.get("routes") or ([app["route"]] if app.get("route") else []))
+
+
 def nginx_upstreams(
     apps: Iterable[Mapping], groups: Mapping[str, list[str]], hostvars: Mapping, inventory_hostname: str
 ) -> list[dict]:
@@ -31,7 +36,7 @@ def nginx_upstreams(
     addresses = [nginx_app_host_address(host, hostvars, inventory_hostname) for host in groups.get("app", [])]
     upstreams = []
     for app in apps:
-        if "route" not in app:
+        if not app_routes(app):
             continue
         first_port = app["host_port"] if "host_port" in app else app["port"]
         ports = [first_port + replica for replica in range(app.get("replicas", 1))]
@@ -41,37 +46,51 @@ def nginx_upstreams(
 
 
 def nginx_routes(apps: Iterable[Mapping], rate_limits: Mapping[str, Mapping], default_rate_limit: str) -> list[dict]:
-    """The locations of each app with a route, as {app, path, proxy_pass, rate_limit, health}:
-    - proxy_pass "http://<app>", with a trailing "/" when route.strip_prefix (nginx then
-      replaces the route's path with "/");
-    - rate_limit {zone, burst}: route.rate_limit, else `default_rate_limit`; None for "none";
+    """The locations of each app's routes, as {app, path, proxy_pass, rate_limit, websocket,
+    buffering, body_size, timeout, cache, health}:
+    - proxy_pass "http://<app>", with a trailing "/" when the route strips its prefix (nginx
+      then replaces the route's path with "/");
+    - rate_limit {zone, burst}: the route's rate_limit, else `default_rate_limit`; None for "none";
+    - websocket, buffering (both off unless asked for; a cached route buffers, as nginx's
+      cache needs), body_size and timeout (None: the server's), cache (seconds, 0 for none);
     - health {path, proxy_pass}: the exact location of the app's healthcheck path, without
-      rate limit or access log (None without a healthcheck path, or when the route neither
-      strips its prefix nor holds that path). With strip_prefix it is the health path under
-      the route's path ("/api/" and "/health" give "/api/health")."""
-    routes = []
+      rate limit or access log, on the first route that strips its prefix or holds that path
+      (None on the others, and without a healthcheck path). With strip_prefix it is the
+      health path under the route's path ("/api/" and "/health" give "/api/health")."""
+    locations = []
     for app in apps:
-        if "route" not in app:
-            continue
-        route = app["route"]
-        strip = route.get("strip_prefix", False)
-        zone = route.get("rate_limit", default_rate_limit)
         healthcheck = app.get("healthcheck") or {}
-        health = None
-        if "path" in healthcheck and (strip or healthcheck["path"].startswith(route["path"])):
-            under_route = _TRAILING_SLASH.sub("", route["path"]) + healthcheck["path"]
-            health = {
-                "path": under_route if strip else healthcheck["path"],
-                "proxy_pass": f"http://{app['name']}{healthcheck['path']}",
-            }
-        routes.append({
-            "app": app["name"],
-            "path": route["path"],
-            "proxy_pass": f"http://{app['name']}" + ("/" if strip else ""),
-            "rate_limit": None if zone == "none" else {"zone": zone, "burst": rate_limits[zone]["burst"]},
-            "health": health,
-        })
-    return routes
+        health_placed = "path" not in healthcheck
+        for route in app_routes(app):
+            strip = route.get("strip_prefix", False)
+            zone = route.get("rate_limit", default_rate_limit)
+            health = None
+            if not health_placed and (strip or healthcheck["path"].startswith(route["path"])):
+                under_route = _TRAILING_SLASH.sub("", route["path"]) + healthcheck["path"]
+                health = {
+                    "path": under_route if strip else healthcheck["path"],
+                    "proxy_pass": f"http://{app['name']}{healthcheck['path']}",
+                }
+                health_placed = True
+            cache = int(route.get("cache", 0))
+            locations.append({
+                "app": app["name"],
+                "path": route["path"],
+                "proxy_pass": f"http://{app['name']}" + ("/" if strip else ""),
+                "rate_limit": None if zone == "none" else {"zone": zone, "burst": rate_limits[zone]["burst"]},
+                "websocket": bool(route.get("websocket", False)),
+                "buffering": bool(route.get("buffering", False)) or cache > 0,
+                "body_size": route.get("body_size"),
+                "timeout": route.get("timeout"),
+                "cache": cache,
+                "health": health,
+            })
+    return locations
+
+
+def nginx_cache_wanted(routes: Iterable[Mapping]) -> bool:
+    """Whether any location caches: the cache zone is declared only then."""
+    return any(route["cache"] for route in routes)
 
 
 class FilterModule:
@@ -81,4 +100,5 @@ class FilterModule:
         return {
             "nginx_upstreams": nginx_upstreams,
             "nginx_routes": nginx_routes,
+            "nginx_cache_wanted": nginx_cache_wanted,
         }

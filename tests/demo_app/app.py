@@ -3,7 +3,9 @@
 Serves GET /health with JSON that says which connection URLs and secrets it received,
 never their values: for each URL its parts without the password, and a SHA-256 of each
 secret (the password of a URL included), so a test can compare them with what it set.
-It also lists the files in /data, where a pre-deploy command can leave a mark.
+It also lists the files in /data, where a pre-deploy command can leave a mark. GET /now
+answers a fresh number each time (what a cache must keep), POST answers how many bytes it
+received, and a WebSocket upgrade on any path gets the opening handshake.
 With DEMO_FAIL set it prints that message and exits, as a broken release does.
 
 GET /work does what a real app does with the URLs it received, with the clients real apps
@@ -14,11 +16,13 @@ Each result says ok or the client's error, so a test asserts what the app could 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import secrets
 import sys
+import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -100,18 +104,46 @@ def work() -> dict[str, object]:
     return done
 
 
+# RFC 6455's constant for the handshake's Sec-WebSocket-Accept.
+WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
 class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
     def do_GET(self) -> None:
         route = self.path.split("?")[0]
-        if route not in ("/health", "/work"):
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            self.accept_websocket()
+            return
+        if route not in ("/health", "/work", "/now"):
             self.send_error(404)
             return
-        body = json.dumps(report() if route == "/health" else work()).encode()
-        self.send_response(200)
+        answers = {"/health": report, "/work": work, "/now": lambda: {"ns": time.time_ns()}}
+        self.answer(200, json.dumps(answers[route]()).encode())
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        self.answer(200, json.dumps({"received": len(self.rfile.read(length))}).encode())
+
+    def answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def accept_websocket(self) -> None:
+        """The opening handshake, then a close frame: enough to prove the upgrade got here."""
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        accept = base64.b64encode(hashlib.sha1((key + WEBSOCKET_GUID).encode()).digest()).decode()  # noqa: S324 (RFC 6455)
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        self.wfile.write(b"\x88\x00")
+        self.close_connection = True
 
 
 if __name__ == "__main__":

@@ -285,5 +285,20 @@ def test_the_plugin_exposes_every_filter():
     assert set(plan.FilterModule().filters()) == {
         "app_service_host", "app_service_address", "app_service_port", "app_service_url", "app_environment",
         "app_replicas", "app_health_urls", "app_container_names", "app_containers_not_declared",
-        "app_replicas_missing",
+        "app_replicas_missing", "app_device_requests",
     }
+
+
+# app_device_requests
+
+
+@pytest.mark.parametrize(("app", "requests"), [
+    ({"name": "a"}, []),
+    ({"name": "a", "resources": {"memory": "1g"}}, []),
+    ({"name": "a", "gpus": "all"}, [{"driver": "nvidia", "capabilities": [["gpu"]], "count": -1}]),
+    ({"name": "a", "resources": {"gpus": 1}}, [{"driver": "nvidia", "capabilities": [["gpu"]], "count": 1}]),
+    ({"name": "a", "resources": {"gpu_devices": [0, "GPU-3a5b"]}},
+     [{"driver": "nvidia", "capabilities": [["gpu"]], "device_ids": ["0", "GPU-3a5b"]}]),
+])
+def test_gpus_are_requested_all_by_number_or_by_device(app, requests):
+    assert plan.app_device_requests(app) == requests

@@ -26,6 +26,10 @@ WEB = {"name": "web", "port": 3000, "host_port": 3010, "route": {"path": "/", "r
 WORKER = {"name": "worker", "replicas": 3}
 
 
+# What a route is when it asks for nothing more.
+PLAIN = {"websocket": False, "buffering": False, "body_size": None, "timeout": None, "cache": 0}
+
+
 def route(app: dict, **changes) -> dict:
     return plan.nginx_routes([{**app, **changes}], RATE_LIMITS, "api")[0]
 
@@ -93,6 +97,7 @@ def test_a_stripped_prefix_proxies_to_the_upstream_root_and_routes_the_health_pa
         "proxy_pass": "http://api/",
         "rate_limit": {"zone": "api", "burst": 20},
         "health": {"path": "/api/health", "proxy_pass": "http://api/health"},
+        **PLAIN,
     }
 
 
@@ -112,7 +117,7 @@ def test_the_health_location_of_a_stripped_route_with_and_without_a_trailing_sla
 def test_without_strip_prefix_the_request_passes_unchanged(api_route):
     assert route(API, route=api_route) == {
         "app": "api", "path": "/api/", "proxy_pass": "http://api", "rate_limit": {"zone": "api", "burst": 20},
-        "health": None,
+        "health": None, **PLAIN,
     }
 
 
@@ -145,5 +150,24 @@ def test_routes_keep_the_order_of_the_apps():
     assert [r["app"] for r in plan.nginx_routes([WEB, WORKER, API], RATE_LIMITS, "api")] == ["web", "api"]
 
 
+def test_several_routes_of_one_app_each_with_its_options():
+    """Prompt Card's backend: its API, and Socket.IO's WebSocket beside it; the health
+    location goes with the first route that can carry it."""
+    backend = {**API, "route": None, "routes": [
+        {"path": "/api/", "strip_prefix": True, "body_size": "10m", "timeout": 30, "cache": 60},
+        {"path": "/socket.io/", "websocket": True, "rate_limit": "none"},
+        {"path": "/stream/", "strip_prefix": True, "buffering": True},
+    ]}
+    api, socket, stream = plan.nginx_routes([backend], RATE_LIMITS, "api")
+    assert api == {"app": "api", "path": "/api/", "proxy_pass": "http://api/",
+                   "rate_limit": {"zone": "api", "burst": 20}, "health": {"path": "/api/health", "proxy_pass": "http://api/health"},
+                   "websocket": False, "buffering": True, "body_size": "10m", "timeout": 30, "cache": 60}
+    assert socket == {"app": "api", "path": "/socket.io/", "proxy_pass": "http://api", "rate_limit": None,
+                      "health": None, **{**PLAIN, "websocket": True}}
+    assert stream["health"] is None and stream["buffering"] is True
+    assert plan.nginx_cache_wanted([api, socket]) and not plan.nginx_cache_wanted([socket, stream])
+    assert [u["name"] for u in plan.nginx_upstreams([backend], {"app": ["edge"]}, HOSTVARS, "edge")] == ["api"]
+
+
 def test_the_plugin_exposes_every_filter():
-    assert set(plan.FilterModule().filters()) == {"nginx_upstreams", "nginx_routes"}
+    assert set(plan.FilterModule().filters()) == {"nginx_upstreams", "nginx_routes", "nginx_cache_wanted"}

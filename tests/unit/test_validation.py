@@ -109,6 +109,11 @@ MALFORMED = [
     ("an unknown secret format",
      "platform_apps: [{name: api, image: 'a:1', secret_env: [A], secret_formats: {A: hex}}]",
      "platform_apps[api].secret_formats.A: expected one of: alnum40, hex32, base64-32, uuid, given, got 'hex'"),
+    ("a memory limit without a unit docker reads",
+     "platform_apps: [{name: api, image: 'a:1', resources: {memory: 2GB}}]",
+     "platform_apps[api].resources.memory: expected a size with a unit as docker reads it (512m, 2g), got '2GB'"),
+    ("two ways of giving GPUs", "platform_apps: [{name: api, image: 'a:1', gpus: all, resources: {gpus: 1}}]",
+     "platform_apps[api].resources: gpus (all), resources.gpus and resources.gpu_devices: expected one way"),
     ("an unknown service", "platform_apps: [{name: api, image: 'a:1', uses: [mongo]}]",
      "platform_apps[api].uses[0]: expected a string (one of: postgres, redis, ollama), got 'mongo'"),
 ]

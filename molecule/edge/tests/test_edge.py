@@ -35,10 +35,10 @@ def address(host) -> str:
     return address_of(host.backend.host)
 
 
-def curl(address: str, *args: str, port: int = 443) -> subprocess.CompletedProcess:
+def curl(address: str, *args: str, port: int = 443, input_text: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["curl", "-sS", "--max-time", TIMEOUT, "--insecure", "--resolve", f"{DOMAIN}:{port}:{address}", *args],
-        capture_output=True, text=True, check=False)
+        capture_output=True, text=True, check=False, input=input_text)
 
 
 def get_health(address: str) -> dict:
@@ -85,6 +85,15 @@ def test_app_containers_are_confined(host, replica):
     refused = host.run(f"docker exec {replica} touch /written-by-the-app")
     assert refused.rc != 0 and "Read-only file system" in refused.stderr, refused.stderr
     host.check_output(f"docker exec {replica} touch /tmp/written-by-the-app")
+
+
+@pytest.mark.parametrize("replica", ["api-1", "api-2"])
+def test_replicas_are_held_to_their_resources(host, replica):
+    """resources {memory: 256m, cpus: 0.5}, as the kernel applies them inside the replica:
+    256 MiB without swap beyond it, half a CPU's time in each 100 ms."""
+    limits = host.check_output(f"docker exec {replica} cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory.swap.max "
+                               "/sys/fs/cgroup/cpu.max").split()
+    assert limits == [str(256 * 1024 * 1024), "0", "50000", "100000"], limits
 
 
 @pytest.mark.parametrize(("flag", "accepted"), [
@@ -201,6 +210,51 @@ def test_burst_above_rate_limit_gets_429(address):
 
 def test_health_route_has_no_rate_limit(address):
     assert set(status_codes(address, "/api/health", 60)) == {200}
+
+
+WEBSOCKET_KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455's example, whose answer it gives
+WEBSOCKET_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+def upgrade(address: str, path: str) -> str:
+    """The status line and headers of a WebSocket opening handshake sent to `path`."""
+    result = curl(address, "--http1.1", "--dump-header", "-", "--output", "/dev/null", "-H", "Connection: Upgrade",
+                  "-H", "Upgrade: websocket", "-H", f"Sec-WebSocket-Key: {WEBSOCKET_KEY}",
+                  "-H", "Sec-WebSocket-Version: 13", f"https://{DOMAIN}{path}")
+    return result.stdout
+
+
+def test_only_the_websocket_route_upgrades(address):
+    answer = upgrade(address, "/ws/")
+    assert answer.startswith("HTTP/1.1 101"), answer
+    assert f"sec-websocket-accept: {WEBSOCKET_ACCEPT}" in answer.lower(), answer
+    # The same handshake on the API route: nginx does not pass the upgrade, the app answers plainly.
+    plain = upgrade(address, "/api/health")
+    assert plain.startswith("HTTP/1.1 200"), plain
+
+
+def now(address: str, path: str, *headers: str) -> int:
+    result = curl(address, "--fail", *[arg for header in headers for arg in ("-H", header)], f"https://{DOMAIN}{path}")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["ns"]
+
+
+def test_the_cached_route_serves_its_answer_again_but_never_to_a_login(address):
+    first = now(address, "/cached/now")
+    assert now(address, "/cached/now") == first, "the cached route's answer is served again"
+    assert now(address, "/api/now") != now(address, "/api/now"), "other routes are not cached"
+    assert now(address, "/cached/now", "Authorization: Bearer someone") != first
+    assert now(address, "/cached/now", "Cookie: session=someone") != first
+
+
+def test_a_route_s_body_size_limit(address):
+    def post(path: str, size: int) -> str:
+        return curl(address, "--output", "/dev/null", "--write-out", "%{http_code}", "--data-binary", "@-",
+                    f"https://{DOMAIN}{path}", input_text="x" * size).stdout
+
+    assert post("/cached/now", 512) == "200"
+    assert post("/cached/now", 4096) == "413"
+    assert post("/api/now", 4096) == "200", "the server's own limit (nginx_client_max_body_size) elsewhere"
 
 
 def test_http_redirects_to_https(address):
