@@ -235,7 +235,7 @@ def check_variables(
                 if key == "platform_apps" and not walk.problems:
                     walk.problems += app_problems(host_vars[key], loaded.groups())
                 for shown, problem in walk.problems:
-                    errors[shown] = f"{source(key)}: {shown}: {problem} (role {role})"
+                    errors[f"{shown}: {problem}"] = f"{source(key)}: {shown}: {problem} (role {role})"
                     failed.add(key)
 
     user_keys = set(extra_var_names)
@@ -269,6 +269,7 @@ def app_problems(apps: list, groups: dict[str, list[str]]) -> list[tuple[str, st
         if len(gpu_keys) + ("gpus" in app) > 1:
             problems.append((f"{shown}.resources", "gpus (all), resources.gpus and resources.gpu_devices: expected "
                              "one way of giving GPUs"))
+        problems += [(f"{shown}.{key}", problem) for key, problem in _placement_problems(app, groups)]
         problems += [(f"{shown}.secret_formats.{name}", problem) for name, problem in _secret_format_problems(app)]
         problems += [(f"{shown}.uses", f"{service}: the inventory's group {service} has no host; expected a "
                       "service the inventory installs") for service in app.get("uses") or [] if not groups.get(service)]
@@ -288,6 +289,31 @@ def _route_problems(app: dict, paths_taken: dict[str, str]) -> list[tuple[str, s
         "healthcheck.path" if (app.get("healthcheck") or {}).get("path") else None)
     if reached_by and app.get("port") is None:
         problems.append(("port", f"missing; expected the app's port, which its {reached_by} needs"))
+    return problems
+
+
+def _placement_problems(app: dict, groups: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """hosts naming groups or hosts of the inventory, at least one of them an app host; one
+    replica for a singleton; a job (schedule) with nothing that only a service has."""
+    problems = []
+    known = set(groups) | set(groups.get("all", []))
+    for entry in app.get("hosts") or []:
+        if entry not in known:
+            problems.append(("hosts", f"{entry}: neither a group nor a host of the inventory; expected one of them"))
+    app_hosts = set(groups.get("app", []))
+    named = {host for entry in app.get("hosts") or [] for host in groups.get(entry, [entry])}
+    if app.get("hosts") and not problems and not named & app_hosts:
+        problems.append(("hosts", "names no host of group app; expected at least one app host, where apps run"))
+    if app.get("singleton") and app.get("replicas", 1) != 1:
+        problems.append(("replicas", "a singleton has one replica; expected 1 or nothing"))
+    if app.get("schedule"):
+        service_keys = [key for key in ("port", "route", "routes", "replicas", "healthcheck", "singleton", "pre_deploy")
+                        if key in app]
+        if service_keys:
+            problems.append(("schedule", f"a job has no {', '.join(service_keys)}; expected a command run on the "
+                             "schedule, or a service without schedule"))
+        if not app.get("command"):
+            problems.append(("command", "missing; expected the command a job runs on its schedule"))
     return problems
 
 

@@ -82,6 +82,42 @@ def app_device_requests(app: Mapping) -> list[dict]:
     return []
 
 
+def app_hosts(app: Mapping, groups: Mapping[str, list[str]]) -> list[str]:
+    """The hosts that run the app, in the order of group `app`: all of them, or those that
+    its `hosts` names (each a group or a host); only the first for a singleton or a
+    scheduled job."""
+    app_group = list(groups.get("app", []))
+    if app.get("hosts"):
+        named = {host for entry in app["hosts"]
+                 for host in groups.get(entry, [entry] if entry in groups.get("all", []) else [])}
+        app_group = [host for host in app_group if host in named]
+    return app_group[:1] if app.get("singleton") or app.get("schedule") else app_group
+
+
+def app_hosts_by_name(apps: Iterable[Mapping], groups: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    return {app["name"]: app_hosts(app, groups) for app in apps}
+
+
+def app_services_here(apps: Iterable[Mapping], groups: Mapping[str, list[str]], inventory_hostname: str) -> list:
+    """The apps whose replicas run on this host (scheduled jobs are not among them)."""
+    return [app for app in apps if not app.get("schedule") and inventory_hostname in app_hosts(app, groups)]
+
+
+def app_jobs_here(apps: Iterable[Mapping], groups: Mapping[str, list[str]], inventory_hostname: str) -> list:
+    """The scheduled jobs whose timer is on this host."""
+    return [app for app in apps if app.get("schedule") and inventory_hostname in app_hosts(app, groups)]
+
+
+def app_systemd_arguments(arguments: Iterable) -> str:
+    """A command line for a systemd unit's Exec line: each argument in double quotes, with
+    systemd's specifiers (%) and variables ($) kept literal."""
+    quoted = []
+    for argument in arguments:
+        text = str(argument).replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
+        quoted.append(f'"{text}"')
+    return " ".join(quoted)
+
+
 def _replica_names(app: Mapping) -> list[str]:
     return [f"{app['name']}-{number}" for number in range(1, app.get("replicas", 1) + 1)]
 
@@ -151,6 +187,11 @@ class FilterModule:
     def filters(self):
         return {
             "app_device_requests": app_device_requests,
+            "app_hosts": app_hosts,
+            "app_hosts_by_name": app_hosts_by_name,
+            "app_services_here": app_services_here,
+            "app_jobs_here": app_jobs_here,
+            "app_systemd_arguments": app_systemd_arguments,
             "app_service_host": app_service_host,
             "app_service_address": app_service_address,
             "app_service_port": app_service_port,

@@ -29,15 +29,16 @@ def app_routes(app: Mapping) -> list[Mapping]:
 
 
 def nginx_upstreams(
-    apps: Iterable[Mapping], groups: Mapping[str, list[str]], hostvars: Mapping, inventory_hostname: str
+    apps: Iterable[Mapping], app_hosts: Mapping[str, list[str]], hostvars: Mapping, inventory_hostname: str
 ) -> list[dict]:
     """One upstream per app with a route, as {name, servers}: "address:port" of every replica
-    on every host of group `app`, host by host; replica N is at host_port (or port) + N - 1."""
-    addresses = [nginx_app_host_address(host, hostvars, inventory_hostname) for host in groups.get("app", [])]
+    on every host that runs the app (`app_hosts`, by app name: app_plan's app_hosts_by_name),
+    host by host; replica N is at host_port (or port) + N - 1."""
     upstreams = []
     for app in apps:
         if not app_routes(app):
             continue
+        addresses = [nginx_app_host_address(host, hostvars, inventory_hostname) for host in app_hosts[app["name"]]]
         first_port = app["host_port"] if "host_port" in app else app["port"]
         ports = [first_port + replica for replica in range(app.get("replicas", 1))]
         servers = [f"{address}:{port}" for address in addresses for port in ports]

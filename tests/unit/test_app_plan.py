@@ -285,7 +285,8 @@ def test_the_plugin_exposes_every_filter():
     assert set(plan.FilterModule().filters()) == {
         "app_service_host", "app_service_address", "app_service_port", "app_service_url", "app_environment",
         "app_replicas", "app_health_urls", "app_container_names", "app_containers_not_declared",
-        "app_replicas_missing", "app_device_requests",
+        "app_replicas_missing", "app_device_requests", "app_hosts", "app_hosts_by_name", "app_services_here",
+        "app_jobs_here", "app_systemd_arguments",
     }
 
 
@@ -302,3 +303,39 @@ def test_the_plugin_exposes_every_filter():
 ])
 def test_gpus_are_requested_all_by_number_or_by_device(app, requests):
     assert plan.app_device_requests(app) == requests
+
+
+# app_hosts, app_services_here, app_jobs_here
+
+PLACES = {"all": ["gpu1", "cpu1", "cpu2", "db1"], "app": ["gpu1", "cpu1", "cpu2"], "gpu": ["gpu1"],
+          "postgres": ["db1"]}
+
+
+@pytest.mark.parametrize(("app", "hosts"), [
+    ({"name": "web"}, ["gpu1", "cpu1", "cpu2"]),
+    ({"name": "whisper", "hosts": ["gpu"]}, ["gpu1"]),
+    ({"name": "api", "hosts": ["cpu2", "cpu1"]}, ["cpu1", "cpu2"]),  # in the app group's order
+    ({"name": "api", "hosts": ["gpu", "cpu2"]}, ["gpu1", "cpu2"]),
+    ({"name": "beat", "singleton": True}, ["gpu1"]),
+    ({"name": "beat", "singleton": True, "hosts": ["cpu2", "cpu1"]}, ["cpu1"]),
+    ({"name": "nightly", "schedule": "daily"}, ["gpu1"]),
+    ({"name": "api", "hosts": ["db1"]}, []),  # not an app host
+    ({"name": "api", "hosts": ["nosuch"]}, []),
+])
+def test_the_hosts_an_app_runs_on(app, hosts):
+    assert plan.app_hosts(app, PLACES) == hosts
+
+
+def test_services_and_jobs_of_a_host():
+    apps = [{"name": "web"}, {"name": "whisper", "hosts": ["gpu"]}, {"name": "nightly", "schedule": "daily"}]
+    assert [a["name"] for a in plan.app_services_here(apps, PLACES, "gpu1")] == ["web", "whisper"]
+    assert [a["name"] for a in plan.app_services_here(apps, PLACES, "cpu1")] == ["web"]
+    assert [a["name"] for a in plan.app_jobs_here(apps, PLACES, "gpu1")] == ["nightly"]
+    assert plan.app_jobs_here(apps, PLACES, "cpu1") == []
+    assert plan.app_hosts_by_name(apps, PLACES) == {"web": ["gpu1", "cpu1", "cpu2"], "whisper": ["gpu1"],
+                                                    "nightly": ["gpu1"]}
+
+
+def test_systemd_arguments_keep_what_systemd_would_expand():
+    assert plan.app_systemd_arguments(["python3", "-c", "print('50% of $HOME')", 'say "hi"', "a\\b"]) == (
+        '"python3" "-c" "print(\'50%% of $$HOME\')" "say \\"hi\\"" "a\\\\b"')

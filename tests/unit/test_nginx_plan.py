@@ -54,9 +54,14 @@ def test_another_host_is_reached_at_its_ansible_host_else_its_name():
 # nginx_upstreams
 
 
+def on(hosts: list[str], *apps: dict) -> dict[str, list[str]]:
+    """Every app on these hosts, as app_plan's app_hosts_by_name gives them."""
+    return {app["name"]: hosts for app in apps}
+
+
 def test_one_upstream_per_routed_app_with_every_replica_of_every_app_host_host_by_host():
-    groups = {"app": ["published", "addressed", "named"]}
-    assert plan.nginx_upstreams([API, WORKER, WEB], groups, HOSTVARS, "edge") == [
+    hosts = on(["published", "addressed", "named"], API, WORKER, WEB)
+    assert plan.nginx_upstreams([API, WORKER, WEB], hosts, HOSTVARS, "edge") == [
         {"name": "api", "servers": ["192.168.1.11:8000", "192.168.1.11:8001", "10.0.0.12:8000", "10.0.0.12:8001",
                                     "named:8000", "named:8001"]},
         {"name": "web", "servers": ["192.168.1.11:3010", "10.0.0.12:3010", "named:3010"]},
@@ -64,26 +69,33 @@ def test_one_upstream_per_routed_app_with_every_replica_of_every_app_host_host_b
 
 
 def test_a_single_node_upstream_is_on_loopback():
-    groups = {"app": ["edge"]}
-    assert plan.nginx_upstreams([API], groups, HOSTVARS, "edge") == [
+    assert plan.nginx_upstreams([API], on(["edge"], API), HOSTVARS, "edge") == [
         {"name": "api", "servers": ["127.0.0.1:8000", "127.0.0.1:8001"]},
     ]
 
 
 def test_without_app_hosts_or_replicas_an_upstream_has_no_servers():
-    assert plan.nginx_upstreams([API], {}, HOSTVARS, "edge") == [{"name": "api", "servers": []}]
-    assert plan.nginx_upstreams([{**API, "replicas": 0}], {"app": ["edge"]}, HOSTVARS, "edge")[0]["servers"] == []
+    assert plan.nginx_upstreams([API], on([], API), HOSTVARS, "edge") == [{"name": "api", "servers": []}]
+    assert plan.nginx_upstreams([{**API, "replicas": 0}], on(["edge"], API), HOSTVARS, "edge")[0]["servers"] == []
+
+
+def test_each_app_s_upstream_has_only_the_hosts_that_run_it():
+    hosts = {"api": ["published"], "web": ["addressed", "named"]}
+    assert plan.nginx_upstreams([API, WEB], hosts, HOSTVARS, "edge") == [
+        {"name": "api", "servers": ["192.168.1.11:8000", "192.168.1.11:8001"]},
+        {"name": "web", "servers": ["10.0.0.12:3010", "named:3010"]},
+    ]
 
 
 def test_a_host_port_alone_sets_the_servers_ports():
     app = {"name": "odd", "host_port": 9000, "replicas": 2, "route": {"path": "/odd/"}}
-    assert plan.nginx_upstreams([app], {"app": ["edge"]}, HOSTVARS, "edge")[0]["servers"] == [
+    assert plan.nginx_upstreams([app], on(["edge"], app), HOSTVARS, "edge")[0]["servers"] == [
         "127.0.0.1:9000", "127.0.0.1:9001",
     ]
 
 
 def test_no_routed_apps_no_upstreams():
-    assert plan.nginx_upstreams([WORKER], {"app": ["edge"]}, HOSTVARS, "edge") == []
+    assert plan.nginx_upstreams([WORKER], on(["edge"], WORKER), HOSTVARS, "edge") == []
     assert plan.nginx_routes([WORKER], RATE_LIMITS, "api") == []
 
 
@@ -166,7 +178,7 @@ def test_several_routes_of_one_app_each_with_its_options():
                       "health": None, **{**PLAIN, "websocket": True}}
     assert stream["health"] is None and stream["buffering"] is True
     assert plan.nginx_cache_wanted([api, socket]) and not plan.nginx_cache_wanted([socket, stream])
-    assert [u["name"] for u in plan.nginx_upstreams([backend], {"app": ["edge"]}, HOSTVARS, "edge")] == ["api"]
+    assert [u["name"] for u in plan.nginx_upstreams([backend], on(["edge"], backend), HOSTVARS, "edge")] == ["api"]
 
 
 def test_the_plugin_exposes_every_filter():

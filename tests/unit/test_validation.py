@@ -114,6 +114,16 @@ MALFORMED = [
      "platform_apps[api].resources.memory: expected a size with a unit as docker reads it (512m, 2g), got '2GB'"),
     ("two ways of giving GPUs", "platform_apps: [{name: api, image: 'a:1', gpus: all, resources: {gpus: 1}}]",
      "platform_apps[api].resources: gpus (all), resources.gpus and resources.gpu_devices: expected one way"),
+    ("hosts that are not in the inventory", "platform_apps: [{name: api, image: 'a:1', hosts: [gpu]}]",
+     "platform_apps[api].hosts: gpu: neither a group nor a host of the inventory"),
+    ("hosts with no app host", "platform_apps: [{name: api, image: 'a:1', hosts: [ollama]}]",
+     "platform_apps[api].hosts: names no host of group app"),
+    ("a singleton of two", "platform_apps: [{name: beat, image: 'a:1', singleton: true, replicas: 2}]",
+     "platform_apps[beat].replicas: a singleton has one replica"),
+    ("a job with a route", "platform_apps: [{name: job, image: 'a:1', schedule: daily, command: [x], port: 80, "
+     "route: {path: /x/}}]", "platform_apps[job].schedule: a job has no port, route; expected a command"),
+    ("a job without a command", "platform_apps: [{name: job, image: 'a:1', schedule: daily}]",
+     "platform_apps[job].command: missing; expected the command a job runs"),
     ("an unknown service", "platform_apps: [{name: api, image: 'a:1', uses: [mongo]}]",
      "platform_apps[api].uses[0]: expected a string (one of: postgres, redis, ollama), got 'mongo'"),
 ]

@@ -87,6 +87,24 @@ def test_app_containers_are_confined(host, replica):
     host.check_output(f"docker exec {replica} touch /tmp/written-by-the-app")
 
 
+def test_the_scheduled_job_runs_on_its_schedule_with_the_app_s_environment(host, address):
+    """tick runs every 10 s in a one-shot container: its marks in the shared volume come
+    about 10 s apart; between runs no container is left; its environment file is root's."""
+    deadline = time.monotonic() + 60
+    ticks: list[int] = []
+    while time.monotonic() < deadline and len(ticks) < 3:
+        time.sleep(3)
+        ticks = sorted(int(name.removeprefix("tick-")) for name in get_health(address)["data"]
+                       if name.startswith("tick-"))
+    assert len(ticks) >= 3, ticks
+    gaps = [(later - earlier) / 1e9 for earlier, later in zip(ticks, ticks[1:])]
+    assert all(8 <= gap <= 13 for gap in gaps[-2:]), gaps
+    assert host.file("/etc/platform/jobs/tick.env").mode == 0o600
+    assert host.file("/etc/platform/jobs/tick.env").user == "root"
+    assert host.service("platform-job-tick.timer").is_enabled
+    assert "platform-job-tick.service" in host.check_output("systemctl list-timers --all --no-legend")
+
+
 # The replica's own limits as the kernel holds them: cgroup v2's files, or v1's where the
 # host still mounts v1 (the CI machine's Docker engine does).
 CGROUP_LIMITS = ("if [ -e /sys/fs/cgroup/memory.max ]; then cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max; "
