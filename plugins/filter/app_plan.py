@@ -68,6 +68,11 @@ def app_environment(app: Mapping, secrets: Mapping, service_urls: Mapping[str, M
     return {name: str(value) for name, value in environment.items()}
 
 
+def app_environment_of_container(environment: Iterable[str]) -> dict[str, str]:
+    """A container's environment as Docker lists it ("NAME=value"), as a mapping again."""
+    return dict(entry.split("=", 1) if "=" in entry else (entry, "") for entry in environment)
+
+
 def app_device_requests(app: Mapping) -> list[dict]:
     """docker_container's device_requests for the app's NVIDIA GPUs: every one (gpus: all), a
     number of them (resources.gpus) or these (resources.gpu_devices); none otherwise."""
@@ -187,6 +192,7 @@ class FilterModule:
     def filters(self):
         return {
             "app_device_requests": app_device_requests,
+            "app_environment_of_container": app_environment_of_container,
             "app_hosts": app_hosts,
             "app_hosts_by_name": app_hosts_by_name,
             "app_services_here": app_services_here,

@@ -286,7 +286,7 @@ def test_the_plugin_exposes_every_filter():
         "app_service_host", "app_service_address", "app_service_port", "app_service_url", "app_environment",
         "app_replicas", "app_health_urls", "app_container_names", "app_containers_not_declared",
         "app_replicas_missing", "app_device_requests", "app_hosts", "app_hosts_by_name", "app_services_here",
-        "app_jobs_here", "app_systemd_arguments",
+        "app_jobs_here", "app_systemd_arguments", "app_environment_of_container",
     }
 
 
@@ -339,3 +339,8 @@ def test_services_and_jobs_of_a_host():
 def test_systemd_arguments_keep_what_systemd_would_expand():
     assert plan.app_systemd_arguments(["python3", "-c", "print('50% of $HOME')", 'say "hi"', "a\\b"]) == (
         '"python3" "-c" "print(\'50%% of $$HOME\')" "say \\"hi\\"" "a\\\\b"')
+
+
+def test_a_container_s_environment_becomes_a_mapping_again():
+    assert plan.app_environment_of_container(["A=1", "URL=postgresql://u:p=w@h/db", "EMPTY=", "BARE"]) == {
+        "A": "1", "URL": "postgresql://u:p=w@h/db", "EMPTY": "", "BARE": ""}

@@ -337,9 +337,10 @@ def test_changed_image_tag_rolls_the_containers(host, address):
     assert get_health(address)["version"] == "1"
 
 
-def test_unhealthy_new_version_stops_the_rollout_with_its_logs(host, address):
+def test_unhealthy_new_version_stops_the_rollout_with_its_logs_and_rolls_the_replica_back(host, address):
     """A release that exits at start: the run fails on the first replica and shows its last
-    log lines; the second replica keeps the previous version and the route keeps answering."""
+    log lines; that replica returns to the previous release by itself, the second keeps it,
+    and the route keeps answering."""
     try:
         result = converge("2", "-e", "edge_demo_fail='cannot reach the license server'",
                           "-e", "app_health_timeout=16")
@@ -351,8 +352,10 @@ def test_unhealthy_new_version_stops_the_rollout_with_its_logs(host, address):
         # What Docker knew of the replica that failed: its state, exit code and restarts.
         assert re.search(r"Container: \w+ \(exit code \d+, restarts \d+", printed), printed[-3000:]
         assert "Listening inside it: " in printed
-        assert replica_images(host) == {"api-1": "platform-demo-app:2", "api-2": "platform-demo-app:1"}
-        assert get_health(address)["version"] == "1"
+        assert "it is back on platform-demo-app:1, the release it ran before" in printed
+        assert replica_images(host) == {"api-1": "platform-demo-app:1", "api-2": "platform-demo-app:1"}
+        assert host.docker("api-1").is_running
+        assert {get_health(address)["version"] for _ in range(4)} == {"1"}, "both replicas answer, on the old release"
     finally:
         converged("1")
     assert replica_images(host) == {"api-1": "platform-demo-app:1", "api-2": "platform-demo-app:1"}
