@@ -103,6 +103,9 @@ def not_empty(value: Any) -> str | None:
 
 FORMS: dict[str, Callable[[Any], str | None]] = {
     "platform_domain": hostname,
+    "platform_domain_aliases[]": hostname,
+    "platform_apps[].route.host": hostname,
+    "platform_apps[].routes[].host": hostname,
     "platform_network_subnet": network,
     "platform_network_gateway": address,
     "platform_apps[].name": app_name,

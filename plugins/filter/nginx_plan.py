@@ -47,8 +47,9 @@ def nginx_upstreams(
 
 
 def nginx_routes(apps: Iterable[Mapping], rate_limits: Mapping[str, Mapping], default_rate_limit: str) -> list[dict]:
-    """The locations of each app's routes, as {app, path, proxy_pass, rate_limit, websocket,
-    buffering, body_size, timeout, cache, health}:
+    """The locations of each app's routes, as {app, host, path, proxy_pass, rate_limit,
+    websocket, buffering, body_size, timeout, cache, health} (host: the route's own host
+    name, None for the platform's names):
     - proxy_pass "http://<app>", with a trailing "/" when the route strips its prefix (nginx
       then replaces the route's path with "/");
     - rate_limit {zone, burst}: the route's rate_limit, else `default_rate_limit`; None for "none";
@@ -76,6 +77,7 @@ def nginx_routes(apps: Iterable[Mapping], rate_limits: Mapping[str, Mapping], de
             cache = int(route.get("cache", 0))
             locations.append({
                 "app": app["name"],
+                "host": route.get("host") or None,
                 "path": route["path"],
                 "proxy_pass": f"http://{app['name']}" + ("/" if strip else ""),
                 "rate_limit": None if zone == "none" else {"zone": zone, "burst": rate_limits[zone]["burst"]},
@@ -87,6 +89,23 @@ def nginx_routes(apps: Iterable[Mapping], rate_limits: Mapping[str, Mapping], de
                 "health": health,
             })
     return locations
+
+
+def nginx_server_names(domain: str, aliases: Iterable[str], routes: Iterable[Mapping], www_redirect: bool) -> dict:
+    """The site's names, as {main, hosts, www, all}: the platform's own (domain, then its
+    aliases), the host names routes ask for beyond those (a server each), the www name that
+    redirects to the domain (None unless asked for), and every name, which the certificate
+    covers."""
+    main = list(dict.fromkeys([domain, *aliases]))
+    hosts = list(dict.fromkeys(r["host"] for r in routes if r.get("host") and r["host"] not in main))
+    www = f"www.{domain}" if www_redirect and f"www.{domain}" not in main + hosts else None
+    return {"main": main, "hosts": hosts, "www": www, "all": main + hosts + ([www] if www else [])}
+
+
+def nginx_main_host(routes: Iterable[Mapping], main: Iterable[str]) -> list[dict]:
+    """The routes with a host that is one of the platform's own names served as the platform's."""
+    main = set(main)
+    return [{**route, "host": None} if route.get("host") in main else dict(route) for route in routes]
 
 
 def nginx_cache_wanted(routes: Iterable[Mapping]) -> bool:
@@ -102,4 +121,6 @@ class FilterModule:
             "nginx_upstreams": nginx_upstreams,
             "nginx_routes": nginx_routes,
             "nginx_cache_wanted": nginx_cache_wanted,
+            "nginx_server_names": nginx_server_names,
+            "nginx_main_host": nginx_main_host,
         }

@@ -27,7 +27,7 @@ WORKER = {"name": "worker", "replicas": 3}
 
 
 # What a route is when it asks for nothing more.
-PLAIN = {"websocket": False, "buffering": False, "body_size": None, "timeout": None, "cache": 0}
+PLAIN = {"host": None, "websocket": False, "buffering": False, "body_size": None, "timeout": None, "cache": 0}
 
 
 def route(app: dict, **changes) -> dict:
@@ -171,7 +171,7 @@ def test_several_routes_of_one_app_each_with_its_options():
         {"path": "/stream/", "strip_prefix": True, "buffering": True},
     ]}
     api, socket, stream = plan.nginx_routes([backend], RATE_LIMITS, "api")
-    assert api == {"app": "api", "path": "/api/", "proxy_pass": "http://api/",
+    assert api == {"app": "api", "host": None, "path": "/api/", "proxy_pass": "http://api/",
                    "rate_limit": {"zone": "api", "burst": 20}, "health": {"path": "/api/health", "proxy_pass": "http://api/health"},
                    "websocket": False, "buffering": True, "body_size": "10m", "timeout": 30, "cache": 60}
     assert socket == {"app": "api", "path": "/socket.io/", "proxy_pass": "http://api", "rate_limit": None,
@@ -181,5 +181,21 @@ def test_several_routes_of_one_app_each_with_its_options():
     assert [u["name"] for u in plan.nginx_upstreams([backend], on(["edge"], backend), HOSTVARS, "edge")] == ["api"]
 
 
+def test_the_site_s_names_and_which_server_serves_a_route():
+    routes = plan.nginx_routes([{**API, "route": None, "routes": [
+        {"path": "/api/"}, {"path": "/", "host": "admin.example.com"}, {"path": "/x/", "host": "ai.example.com"},
+        {"path": "/y/", "host": "admin.example.com"}]}], RATE_LIMITS, "api")
+    names = plan.nginx_server_names("ai.example.com", ["app.example.com"], routes, www_redirect=True)
+    assert names == {"main": ["ai.example.com", "app.example.com"], "hosts": ["admin.example.com"],
+                     "www": "www.ai.example.com",
+                     "all": ["ai.example.com", "app.example.com", "admin.example.com", "www.ai.example.com"]}
+    # A route on one of the platform's own names is the platform's.
+    assert [r["host"] for r in plan.nginx_main_host(routes, names["main"])] == [
+        None, "admin.example.com", None, "admin.example.com"]
+    assert plan.nginx_server_names("ai.example.com", [], [], www_redirect=False) == {
+        "main": ["ai.example.com"], "hosts": [], "www": None, "all": ["ai.example.com"]}
+
+
 def test_the_plugin_exposes_every_filter():
-    assert set(plan.FilterModule().filters()) == {"nginx_upstreams", "nginx_routes", "nginx_cache_wanted"}
+    assert set(plan.FilterModule().filters()) == {"nginx_upstreams", "nginx_routes", "nginx_cache_wanted",
+                                                  "nginx_server_names", "nginx_main_host"}

@@ -22,14 +22,18 @@ def render(apps: list[dict], **settings) -> str:
     from ansible.template import Templar, trust_as_template
 
     defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    settings = {**defaults, **settings}
     routes = plan.nginx_routes(apps, defaults["nginx_rate_limits"], "api")
+    names = plan.nginx_server_names("ai.example.com", settings.pop("aliases", []), routes,
+                                    settings["nginx_www_redirect"])
     variables = {
-        **defaults, "ansible_managed": "managed", "platform_domain": "ai.example.com",
-        "__nginx_routes": routes, "__nginx_cache_wanted": plan.nginx_cache_wanted(routes),
+        **settings, "ansible_managed": "managed", "platform_domain": "ai.example.com", "__nginx_names": names,
+        "__nginx_routes": plan.nginx_main_host(routes, names["main"]),
+        "__nginx_cache_wanted": plan.nginx_cache_wanted(routes),
         "__nginx_upstreams": [{"name": app["name"], "servers": ["127.0.0.1:8000"]} for app in apps],
         "__nginx_http2_directive": True, "__nginx_ssl_reject_handshake": True, "__nginx_hsts": True,
         "__nginx_certificate_path": "/etc/nginx/tls/site.crt", "__nginx_private_key_path": "/etc/nginx/tls/site.key",
-        "__nginx_acme_webroot": "/var/www/acme", **settings,
+        "__nginx_acme_webroot": "/var/www/acme",
     }
     templar = Templar(loader=DataLoader(), variables=variables)
     return templar.template(trust_as_template((ROLE / "templates" / "platform.conf.j2").read_text()))
@@ -76,3 +80,26 @@ def test_a_cached_route_buffers_and_never_caches_a_login_or_a_cookie():
     (False, '"max-age=63072000; includeSubDomains"'), (True, '"max-age=63072000; includeSubDomains; preload"')])
 def test_hsts_preload_is_a_setting(preload, header):
     assert f"add_header Strict-Transport-Security {header} always;" in render([BACKEND], nginx_hsts_preload=preload)
+
+
+def server(site: str, names: str) -> str:
+    match = re.search(rf"^server {{\n    listen 443 ssl;\n.*?server_name {re.escape(names)};\n(.*?)^}}", site,
+                      re.MULTILINE | re.DOTALL)
+    assert match, f"no server {names}"
+    return match.group(1)
+
+
+def test_each_name_has_its_server_with_the_platform_s_settings():
+    admin = {"name": "admin", "port": 8001, "routes": [{"path": "/", "host": "admin.example.com"}]}
+    site = render([BACKEND, admin], aliases=["app.example.com"], nginx_www_redirect=True)
+    main = server(site, "ai.example.com app.example.com")
+    assert "location /api/ {" in main and "location / {" not in main
+    admin_server = server(site, "admin.example.com")
+    assert "location / {" in admin_server and "proxy_pass http://admin;" in admin_server
+    assert "location /api/" not in admin_server
+    for block in (main, admin_server):
+        assert 'add_header X-Content-Type-Options "nosniff" always;' in block
+        assert "limit_conn connections_per_client" in block
+    www = server(site, "www.ai.example.com")
+    assert "return 301 https://ai.example.com$request_uri;" in www
+    assert "server_name ai.example.com app.example.com admin.example.com www.ai.example.com;" in site  # port 80

@@ -35,9 +35,10 @@ def address(host) -> str:
     return address_of(host.backend.host)
 
 
-def curl(address: str, *args: str, port: int = 443, input_text: str | None = None) -> subprocess.CompletedProcess:
+def curl(address: str, *args: str, port: int = 443, input_text: str | None = None,
+         name: str = DOMAIN) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["curl", "-sS", "--max-time", TIMEOUT, "--insecure", "--resolve", f"{DOMAIN}:{port}:{address}", *args],
+        ["curl", "-sS", "--max-time", TIMEOUT, "--insecure", "--resolve", f"{name}:{port}:{address}", *args],
         capture_output=True, text=True, check=False, input=input_text)
 
 
@@ -282,6 +283,30 @@ def test_a_route_s_body_size_limit(address):
     assert post("/cached/now", 512) == "200"
     assert post("/cached/now", 4096) == "413"
     assert post("/api/now", 4096) == "200", "the server's own limit (nginx_client_max_body_size) elsewhere"
+
+
+NAMES = {DOMAIN, f"ai.{DOMAIN}", f"admin.{DOMAIN}", f"www.{DOMAIN}"}
+
+
+def test_every_name_is_in_the_certificate(host):
+    text = host.check_output(f"openssl x509 -in /etc/nginx/tls/{DOMAIN}.crt -noout -ext subjectAltName")
+    assert set(re.findall(r"DNS:([\w.-]+)", text)) == NAMES, text
+
+
+def status_and_location(address: str, name: str, path: str) -> str:
+    return curl(address, "--output", "/dev/null", "--write-out", "%{http_code} %{redirect_url}",
+                f"https://{name}{path}", name=name).stdout.strip()
+
+
+def test_an_alias_serves_the_platform_and_www_redirects_to_it(address):
+    assert status_and_location(address, f"ai.{DOMAIN}", "/api/health") == "200"
+    assert status_and_location(address, f"www.{DOMAIN}", "/api/health?x=1") == f"301 https://{DOMAIN}/api/health?x=1"
+
+
+def test_a_route_with_its_own_host_is_served_only_there(address):
+    assert status_and_location(address, f"admin.{DOMAIN}", "/health") == "200"
+    assert status_and_location(address, f"admin.{DOMAIN}", "/api/health") == "404", "the API is on the platform's names"
+    assert status_and_location(address, DOMAIN, "/health") == "404", "and the admin host's route only on its own"
 
 
 def test_http_redirects_to_https(address):
