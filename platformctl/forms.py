@@ -84,6 +84,16 @@ def memory(value: Any) -> str | None:
     return None if ok else "a size with a unit as docker reads it (512m, 2g)"
 
 
+def absolute_path(value: Any) -> str | None:
+    ok = isinstance(value, str) and value.startswith("/") and ".." not in value.split("/")
+    return None if ok else "an absolute path (/srv/app/static)"
+
+
+def nginx_time(value: Any) -> str | None:
+    ok = isinstance(value, str) and re.fullmatch(r"([0-9]+(ms|s|m|h|d|w|M|y)?)+|max|off|epoch", value)
+    return None if ok else "a time as nginx reads it (30d, 12h, max)"
+
+
 def nginx_size(value: Any) -> str | None:
     ok = isinstance(value, str) and re.fullmatch(r"[0-9]+[kmg]?", value.lower())
     return None if ok else "a size as nginx reads it (512k, 50m, 1g; 0 for no limit)"
@@ -106,6 +116,9 @@ FORMS: dict[str, Callable[[Any], str | None]] = {
     "platform_domain_aliases[]": hostname,
     "platform_apps[].route.host": hostname,
     "platform_apps[].routes[].host": hostname,
+    "platform_apps[].static[].path": url_path,
+    "platform_apps[].static[].folder": absolute_path,
+    "platform_apps[].static[].expires": nginx_time,
     "platform_network_subnet": network,
     "platform_network_gateway": address,
     "platform_apps[].name": app_name,

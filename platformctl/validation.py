@@ -280,7 +280,9 @@ def _route_problems(app: dict, paths_taken: dict[str, str]) -> list[tuple[str, s
     problems = []
     if "route" in app and "routes" in app:
         problems.append(("routes", "given beside route; expected one of them (route is one location, routes several)"))
-    for route in [app["route"]] if "route" in app else app.get("routes") or []:
+    for route in ([app["route"]] if "route" in app else app.get("routes") or []) + (app.get("static") or []):
+        if route.get("host"):
+            continue
         if route["path"] in paths_taken:
             problems.append(("routes", f"{route['path']}: already a route of {paths_taken[route['path']]}; "
                              "expected each path once"))
@@ -300,10 +302,11 @@ def _placement_problems(app: dict, groups: dict[str, list[str]]) -> list[tuple[s
     for entry in app.get("hosts") or []:
         if entry not in known:
             problems.append(("hosts", f"{entry}: neither a group nor a host of the inventory; expected one of them"))
-    app_hosts = set(groups.get("app", []))
-    named = {host for entry in app.get("hosts") or [] for host in groups.get(entry, [entry])}
-    if app.get("hosts") and not problems and not named & app_hosts:
+    if app.get("hosts") and not problems and not named_or_all(app, groups):
         problems.append(("hosts", "names no host of group app; expected at least one app host, where apps run"))
+    if app.get("static") and not named_or_all(app, groups) & set(groups.get("edge", [])):
+        problems.append(("static", "nginx serves the files from a folder of its own host; expected the app to run "
+                         "on an edge host (hosts)"))
     if app.get("singleton") and app.get("replicas", 1) != 1:
         problems.append(("replicas", "a singleton has one replica; expected 1 or nothing"))
     if app.get("schedule"):
@@ -315,6 +318,14 @@ def _placement_problems(app: dict, groups: dict[str, list[str]]) -> list[tuple[s
         if not app.get("command"):
             problems.append(("command", "missing; expected the command a job runs on its schedule"))
     return problems
+
+
+def named_or_all(app: dict, groups: dict[str, list[str]]) -> set[str]:
+    """The app hosts the app may run on: those its hosts names, else every one."""
+    app_hosts = set(groups.get("app", []))
+    if not app.get("hosts"):
+        return app_hosts
+    return app_hosts & {host for entry in app["hosts"] for host in groups.get(entry, [entry])}
 
 
 def _secret_format_problems(app: dict) -> list[tuple[str, str]]:

@@ -73,6 +73,14 @@ def app_environment_of_container(environment: Iterable[str]) -> dict[str, str]:
     return dict(entry.split("=", 1) if "=" in entry else (entry, "") for entry in environment)
 
 
+def app_numeric_user(app: Mapping) -> dict[str, str]:
+    """Who owns the folders the app writes on the host: its `user` when numeric ("1000" or
+    "1000:1000"), else root (a name means nothing outside the image)."""
+    user, _, group = str(app.get("user", "")).partition(":")
+    owner = user if user.isdigit() else "root"
+    return {"owner": owner, "group": group if group.isdigit() else (owner if not group and owner != "root" else "root")}
+
+
 def app_device_requests(app: Mapping) -> list[dict]:
     """docker_container's device_requests for the app's NVIDIA GPUs: every one (gpus: all), a
     number of them (resources.gpus) or these (resources.gpu_devices); none otherwise."""
@@ -192,6 +200,7 @@ class FilterModule:
     def filters(self):
         return {
             "app_device_requests": app_device_requests,
+            "app_numeric_user": app_numeric_user,
             "app_environment_of_container": app_environment_of_container,
             "app_hosts": app_hosts,
             "app_hosts_by_name": app_hosts_by_name,

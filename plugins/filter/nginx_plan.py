@@ -91,6 +91,14 @@ def nginx_routes(apps: Iterable[Mapping], rate_limits: Mapping[str, Mapping], de
     return locations
 
 
+def nginx_static(apps: Iterable[Mapping]) -> list[dict]:
+    """The folders nginx serves itself, as {app, path, folder, expires}: each app's static
+    entries, the folder with one trailing slash (nginx's alias joins it to the rest)."""
+    return [{"app": app["name"], "path": entry["path"], "folder": entry["folder"].rstrip("/") + "/",
+             "expires": entry.get("expires", "7d")}
+            for app in apps for entry in app.get("static") or []]
+
+
 def nginx_server_names(domain: str, aliases: Iterable[str], routes: Iterable[Mapping], www_redirect: bool) -> dict:
     """The site's names, as {main, hosts, www, all}: the platform's own (domain, then its
     aliases), the host names routes ask for beyond those (a server each), the www name that
@@ -122,5 +130,6 @@ class FilterModule:
             "nginx_routes": nginx_routes,
             "nginx_cache_wanted": nginx_cache_wanted,
             "nginx_server_names": nginx_server_names,
+            "nginx_static": nginx_static,
             "nginx_main_host": nginx_main_host,
         }

@@ -286,7 +286,7 @@ def test_the_plugin_exposes_every_filter():
         "app_service_host", "app_service_address", "app_service_port", "app_service_url", "app_environment",
         "app_replicas", "app_health_urls", "app_container_names", "app_containers_not_declared",
         "app_replicas_missing", "app_device_requests", "app_hosts", "app_hosts_by_name", "app_services_here",
-        "app_jobs_here", "app_systemd_arguments", "app_environment_of_container",
+        "app_jobs_here", "app_systemd_arguments", "app_environment_of_container", "app_numeric_user",
     }
 
 
@@ -344,3 +344,12 @@ def test_systemd_arguments_keep_what_systemd_would_expand():
 def test_a_container_s_environment_becomes_a_mapping_again():
     assert plan.app_environment_of_container(["A=1", "URL=postgresql://u:p=w@h/db", "EMPTY=", "BARE"]) == {
         "A": "1", "URL": "postgresql://u:p=w@h/db", "EMPTY": "", "BARE": ""}
+
+
+@pytest.mark.parametrize(("user", "owner"), [
+    (None, {"owner": "root", "group": "root"}), ("1000:1001", {"owner": "1000", "group": "1001"}),
+    ("65534", {"owner": "65534", "group": "65534"}), ("node", {"owner": "root", "group": "root"}),
+    ("node:1000", {"owner": "root", "group": "1000"}),
+])
+def test_the_owner_of_an_app_s_folders_on_the_host(user, owner):
+    assert plan.app_numeric_user({"name": "a"} if user is None else {"name": "a", "user": user}) == owner

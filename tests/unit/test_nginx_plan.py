@@ -198,4 +198,12 @@ def test_the_site_s_names_and_which_server_serves_a_route():
 
 def test_the_plugin_exposes_every_filter():
     assert set(plan.FilterModule().filters()) == {"nginx_upstreams", "nginx_routes", "nginx_cache_wanted",
-                                                  "nginx_server_names", "nginx_main_host"}
+                                                  "nginx_server_names", "nginx_main_host", "nginx_static"}
+
+
+def test_static_folders_with_their_expiry():
+    app = {"name": "web", "static": [{"path": "/static/", "folder": "/srv/web/static"},
+                                     {"path": "/media/", "folder": "/srv/web/media/", "expires": "30d"}]}
+    assert plan.nginx_static([app, WORKER]) == [
+        {"app": "web", "path": "/static/", "folder": "/srv/web/static/", "expires": "7d"},
+        {"app": "web", "path": "/media/", "folder": "/srv/web/media/", "expires": "30d"}]

@@ -29,7 +29,7 @@ def render(apps: list[dict], **settings) -> str:
     variables = {
         **settings, "ansible_managed": "managed", "platform_domain": "ai.example.com", "__nginx_names": names,
         "__nginx_routes": plan.nginx_main_host(routes, names["main"]),
-        "__nginx_cache_wanted": plan.nginx_cache_wanted(routes),
+        "__nginx_cache_wanted": plan.nginx_cache_wanted(routes), "__nginx_static": plan.nginx_static(apps),
         "__nginx_upstreams": [{"name": app["name"], "servers": ["127.0.0.1:8000"]} for app in apps],
         "__nginx_http2_directive": True, "__nginx_ssl_reject_handshake": True, "__nginx_hsts": True,
         "__nginx_certificate_path": "/etc/nginx/tls/site.crt", "__nginx_private_key_path": "/etc/nginx/tls/site.key",
@@ -103,3 +103,12 @@ def test_each_name_has_its_server_with_the_platform_s_settings():
     www = server(site, "www.ai.example.com")
     assert "return 301 https://ai.example.com$request_uri;" in www
     assert "server_name ai.example.com app.example.com admin.example.com www.ai.example.com;" in site  # port 80
+
+
+def test_static_files_are_served_by_nginx_with_expiry_and_the_site_s_headers():
+    web = {"name": "web", "port": 3000, "route": {"path": "/"},
+           "static": [{"path": "/static/", "folder": "/srv/web/static", "expires": "30d"}]}
+    site = render([web])
+    static = location(site, "/static/")
+    assert "alias /srv/web/static/;" in static and "expires 30d;" in static
+    assert "add_header" not in static, "an add_header here would drop the server's security headers"

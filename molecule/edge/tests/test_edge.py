@@ -62,6 +62,15 @@ def test_pre_deploy_ran_with_the_app_volume(address):
     assert "pre-deploy-1" in get_health(address)["data"]
 
 
+def test_static_files_are_served_by_nginx_with_their_expiry(address):
+    result = curl(address, "--fail", "--dump-header", "-", f"https://{DOMAIN}/static/version.txt")
+    assert result.returncode == 0, result.stderr
+    headers, _, body = result.stdout.partition("\r\n\r\n")
+    assert body == "1", "written by the pre-deploy command of release 1"
+    assert "cache-control: max-age=2592000" in headers.lower(), headers
+    assert "x-content-type-options: nosniff" in headers.lower(), "the site's headers still apply"
+
+
 def test_app_received_connection_urls_and_secrets(address):
     health = get_health(address)
     database = health["urls"]["DATABASE_URL"]
