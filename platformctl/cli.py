@@ -1,4 +1,5 @@
-"""installer.py's commands (docs/design.md): install, preflight, check, verify, backup, restore, secrets."""
+"""installer.py's commands (docs/design.md): install, validate, preflight, check, verify, backup, restore,
+rollback, secrets."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ COMMANDS = {
     "verify": "health probes of the running platform",
     "backup": "a backup now (PostgreSQL, Redis)",
     "restore": "point-in-time restore: --target-time 'YYYY-MM-DD HH:MM:SS+00' or --latest",
+    "rollback": "rollback APP: the app's replicas go back to the image they replaced",
     "secrets": "create missing secrets; --rotate NAME replaces one; --set NAME stores a value you were given",
 }
 TARGET_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d+)?[+-]\d{2}(:?\d{2})?$")
@@ -59,6 +61,7 @@ def build_parser() -> Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("command", nargs="?", default="install", choices=list(COMMANDS), metavar="COMMAND")
+    parser.add_argument("app", nargs="?", metavar="APP", help="rollback: the app (a platform_apps name)")
     parser.add_argument("-i", "--inventory", required=True, metavar="ENV|PATH",
                         help="an environment in inventories/ or the path of an inventory folder")
     parser.add_argument("--limit", help="only these hosts or groups (Ansible pattern)")
@@ -89,6 +92,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                            "and --latest")
         if args.target_time and not TARGET_TIME.match(args.target_time):
             raise BadInput(f"command line: --target-time {args.target_time!r}: expected 'YYYY-MM-DD HH:MM:SS+00'")
+    if (args.command == "rollback") != bool(args.app):
+        raise BadInput("command line: rollback takes the name of one app (`installer.py rollback APP --inventory ENV`)"
+                       if args.command == "rollback" else f"command line: {args.app}: only rollback takes an app")
     for option, value in (("--rotate", args.rotate), ("--set", args.set_secret)):
         if value and args.command != "secrets":
             raise BadInput(f"command line: {option} goes with the secrets command")
@@ -467,6 +473,28 @@ def cmd_restore(session: Session) -> int:
     return finish(session, "restore", outcome, state, code=code, steps=steps, details={"restored": restored})
 
 
+def cmd_rollback(session: Session) -> int:
+    name = session.args.app
+    apps = {app["name"]: app for app in session.apps()}
+    if name not in apps:
+        hint = validation.nearest(name, apps)
+        raise BadInput(f"rollback {name}: no such app in platform_apps; "
+                       + (f"did you mean {hint[0]}?" if hint else f"expected one of: {', '.join(apps) or 'none'}"))
+    if not confirm(session, f"Return every replica of {name} to the image it replaced?"):
+        return ExitCode.OK
+    outcome, state = run(session, "rollback.yml", "rollback", check=False,
+                         extra_vars=[json.dumps({"rollback_app": name})])
+    code = exit_code("rollback", state)
+    done = {host: facts["app_rollback_report"] for host, facts in state.facts.items() if "app_rollback_report" in facts}
+    steps = []
+    if done and not code:
+        images = sorted({report["image"] for report in done.values()})
+        steps = [f"{name} is back on {', '.join(images)} on {', '.join(sorted(done))}.",
+                 f"The inventory still names {apps[name]['image']} (platform_apps[{name}].image): set it to "
+                 f"{images[0]} there, or the next install deploys {apps[name]['image']} again."]
+    return finish(session, "rollback", outcome, state, code=code, steps=steps, details={"rolled_back": done})
+
+
 def confirm(session: Session, question: str) -> bool:
     if session.args.yes:
         return True
@@ -476,7 +504,7 @@ def confirm(session: Session, question: str) -> bool:
 
 
 HANDLERS = {"install": cmd_install, "preflight": cmd_preflight, "check": cmd_check, "verify": cmd_verify,
-            "backup": cmd_backup, "restore": cmd_restore, "secrets": cmd_secrets}
+            "backup": cmd_backup, "restore": cmd_restore, "secrets": cmd_secrets, "rollback": cmd_rollback}
 
 
 def main(argv: list[str] | None = None) -> int:

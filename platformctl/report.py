@@ -126,4 +126,4 @@ def print_end(console: Console, command: str, state: RunState, outcome: RunOutco
         console.print(Text(line, style="red"))
     console.print(f"Run log: {outcome.run_dir / 'stdout'}", highlight=False)
     for step in next_steps:
-        console.print(step, highlight=False)
+        console.print(step, highlight=False, markup=False)

@@ -62,6 +62,8 @@ def test_no_command_means_install():
     (["restore", "-i", "local"], "restore needs exactly one of --target-time"),
     (["restore", "-i", "local", "--target-time", "yesterday"], "expected 'YYYY-MM-DD HH:MM:SS+00'"),
     (["verify", "-i", "local", "--rotate", "x"], "--rotate goes with the secrets command"),
+    (["rollback", "-i", "local"], "rollback takes the name of one app"),
+    (["check", "api", "-i", "local"], "api: only rollback takes an app"),
 ])
 def test_bad_command_lines_exit_4_with_one_line(capsys, argv, expected):
     code, _, err = run_cli(capsys, *argv)
@@ -262,6 +264,28 @@ def test_restore_prints_and_records_what_it_restored_to(capsys, sample_project, 
     restored = json.loads(summary.read_text())["restored"]
     assert restored == {"web-1": {"target": "2026-01-31 14:05:00+00", "timeline": 2,
                                   "summary": "Restored web-1 to 2026-01-31 14:05:00+00."}}
+
+
+ROLLBACK_APPS = "platform_apps: [{name: api, image: 'registry.example.com/acme/api:2'}]\n"
+
+
+def test_rollback_says_what_it_did_and_what_the_inventory_still_names(capsys, sample_project, write_inventory,
+                                                                     tmp_path):
+    folder = write_inventory(LOCAL_HOSTS, main=ROLLBACK_APPS)
+    summary = tmp_path / "rollback.json"
+    code, out, _ = run_cli(capsys, "rollback", "api", "--inventory", str(folder), "--yes", "--json", str(summary))
+    assert code == 0, out
+    assert "api is back on registry.example.com/acme/api:1 on web-1." in out
+    assert ("The inventory still names registry.example.com/acme/api:2 (platform_apps[api].image): set it to "
+            "registry.example.com/acme/api:1 there") in " ".join(out.split())
+    assert json.loads(summary.read_text())["rolled_back"]["web-1"]["image"] == "registry.example.com/acme/api:1"
+
+
+def test_rollback_of_an_unknown_app_names_the_nearest(capsys, sample_project, write_inventory):
+    folder = write_inventory(LOCAL_HOSTS, main=ROLLBACK_APPS)
+    code, _, err = run_cli(capsys, "rollback", "apii", "--inventory", str(folder), "--yes")
+    assert code == 4
+    assert "rollback apii: no such app in platform_apps; did you mean api?" in one_error_line(err)
 
 
 def test_refused_restore_exits_1_with_the_reason_and_restores_nothing(capsys, sample_project, write_inventory,

@@ -359,12 +359,27 @@ def replica_images(host) -> dict[str, str]:
             for replica in ("api-1", "api-2")}
 
 
-def test_changed_image_tag_rolls_the_containers(host, address):
+def rolled_back(app: str) -> None:
+    """installer.py rollback's playbook, with molecule's inventory."""
+    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(SCENARIO.parents[1] / "roles"), ANSIBLE_NOCOLOR="1")
+    result = subprocess.run(
+        ["ansible-playbook", "-i", str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent),
+         str(SCENARIO.parents[1] / "playbooks" / "rollback.yml"), "-e", f"rollback_app={app}"],
+        env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_changed_image_tag_rolls_the_containers_and_rollback_returns_them(host, address):
     try:
         converged("2")
         health = get_health(address)
         assert health["version"] == "2"
         assert "pre-deploy-2" in health["data"]  # the new version's pre_deploy ran first
+        assert replica_images(host) == {"api-1": "platform-demo-app:2", "api-2": "platform-demo-app:2"}
+        rolled_back("api")
+        assert replica_images(host) == {"api-1": "platform-demo-app:1", "api-2": "platform-demo-app:1"}
+        assert get_health(address)["version"] == "1"
+        rolled_back("api")  # the image the last rollback replaced: forward again
         assert replica_images(host) == {"api-1": "platform-demo-app:2", "api-2": "platform-demo-app:2"}
     finally:
         converged("1")
