@@ -97,6 +97,11 @@ def test_app_containers_are_confined(host, replica):
     host.check_output(f"docker exec {replica} touch /tmp/written-by-the-app")
 
 
+def test_the_worker_runs_once_without_ports(host):
+    names = host.check_output("docker ps --filter label=platform.app=worker --format '{{.Names}}|{{.Ports}}|'")
+    assert names.splitlines() == ["worker-1||"], names
+
+
 def test_the_scheduled_job_runs_on_its_schedule_with_the_app_s_environment(host, address):
     """tick runs every 10 s in a one-shot container: its marks in the shared volume come
     about 10 s apart; between runs no container is left; its environment file is root's."""
