@@ -306,8 +306,12 @@ def test_grafana_is_served_at_its_sub_path(host):
     rendered without an nginx login (Grafana has its own), nginx -t accepts it, and nginx
     passes requests with their path to Grafana's port, where a stand-in HTTP server answers."""
     site = host.file("/etc/nginx/conf.d/platform.conf").content_string
-    assert re.search(r"location /grafana/ \{\s*limit_req zone=grafana burst=100 nodelay;"
-                     r"\s*proxy_pass http://127\.0\.0\.1:3000;\s*\}", site), site
+    grafana = re.search(r"location /grafana/ \{\s*limit_req zone=grafana burst=100 nodelay;(.*?)"
+                        r"\s*proxy_pass http://127\.0\.0\.1:3000;\s*\}", site, re.DOTALL)
+    assert grafana, site
+    # Grafana Live's WebSocket: the upgrade, with every proxy header the location replaces.
+    for header in ("Upgrade $http_upgrade", "Connection $connection_upgrade", "Host $host"):
+        assert f"proxy_set_header {header};" in grafana.group(1), grafana.group(1)
     assert "auth_basic" not in site
     check = host.run("nginx -t")
     assert check.rc == 0, check.stderr
