@@ -113,8 +113,9 @@ def test_the_scheduled_job_runs_on_its_schedule_with_the_app_s_environment(host,
         ticks = sorted(int(name.removeprefix("tick-")) for name in get_health(address)["data"]
                        if name.startswith("tick-"))
     assert len(ticks) >= 3, ticks
-    gaps = [(later - earlier) / 1e9 for earlier, later in zip(ticks, ticks[1:])]
-    assert all(8 <= gap <= 13 for gap in gaps[-2:]), gaps
+    gaps = sorted((later - earlier) / 1e9 for earlier, later in zip(ticks[-7:], ticks[-6:]))
+    # The median: a run that started late on a loaded machine moves two gaps, not the schedule.
+    assert 8 <= gaps[len(gaps) // 2] <= 13, gaps
     assert host.file("/etc/platform/jobs/tick.env").mode == 0o600
     assert host.file("/etc/platform/jobs/tick.env").user == "root"
     assert host.service("platform-job-tick.timer").is_enabled
