@@ -4,8 +4,11 @@ argument specs of the roles the manifests give its hosts. Nothing here changes a
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -280,14 +283,14 @@ def _route_problems(app: dict, paths_taken: dict[str, str]) -> list[tuple[str, s
     problems = []
     if "route" in app and "routes" in app:
         problems.append(("routes", "given beside route; expected one of them (route is one location, routes several)"))
-    for route in ([app["route"]] if "route" in app else app.get("routes") or []) + (app.get("static") or []):
+    for route in plan("nginx_plan").app_routes(app) + (app.get("static") or []):
         if route.get("host"):
             continue
         if route["path"] in paths_taken:
             problems.append(("routes", f"{route['path']}: already a route of {paths_taken[route['path']]}; "
                              "expected each path once"))
         paths_taken.setdefault(route["path"], app["name"])
-    reached_by = "route" if app.get("route") or app.get("routes") else (
+    reached_by = "route" if plan("nginx_plan").app_routes(app) else (
         "healthcheck.path" if (app.get("healthcheck") or {}).get("path") else None)
     if reached_by and app.get("port") is None:
         problems.append(("port", f"missing; expected the app's port, which its {reached_by} needs"))
@@ -302,9 +305,10 @@ def _placement_problems(app: dict, groups: dict[str, list[str]]) -> list[tuple[s
     for entry in app.get("hosts") or []:
         if entry not in known:
             problems.append(("hosts", f"{entry}: neither a group nor a host of the inventory; expected one of them"))
-    if app.get("hosts") and not problems and not named_or_all(app, groups):
+    runs_on = plan("app_plan").app_hosts(app, groups)
+    if app.get("hosts") and not problems and not runs_on:
         problems.append(("hosts", "names no host of group app; expected at least one app host, where apps run"))
-    if app.get("static") and not named_or_all(app, groups) & set(groups.get("edge", [])):
+    if app.get("static") and not set(runs_on) & set(groups.get("edge", [])):
         problems.append(("static", "nginx serves the files from a folder of its own host; expected the app to run "
                          "on an edge host (hosts)"))
     if app.get("singleton") and app.get("replicas", 1) != 1:
@@ -320,12 +324,14 @@ def _placement_problems(app: dict, groups: dict[str, list[str]]) -> list[tuple[s
     return problems
 
 
-def named_or_all(app: dict, groups: dict[str, list[str]]) -> set[str]:
-    """The app hosts the app may run on: those its hosts names, else every one."""
-    app_hosts = set(groups.get("app", []))
-    if not app.get("hosts"):
-        return app_hosts
-    return app_hosts & {host for entry in app["hosts"] for host in groups.get(entry, [entry])}
+@functools.cache
+def plan(name: str) -> ModuleType:
+    """A planning filter of plugins/filter (app_plan, nginx_plan) as a module, so that the
+    checks here read the apps as the roles do."""
+    spec = importlib.util.spec_from_file_location(name, paths.ROOT / "plugins" / "filter" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _secret_format_problems(app: dict) -> list[tuple[str, str]]:
