@@ -60,6 +60,10 @@ def positive(value: Any) -> str | None:
     return None if isinstance(value, int) and value >= 1 else "an integer of 1 or more"
 
 
+def not_negative(value: Any) -> str | None:
+    return None if isinstance(value, int) and value >= 0 else "an integer of 0 or more"
+
+
 def app_name(value: Any) -> str | None:
     if isinstance(value, str) and _APP_NAME.match(value):
         return None
@@ -130,6 +134,11 @@ FORMS: dict[str, Callable[[Any], str | None]] = {
     "platform_apps[].resources.cpus": more_than_zero,
     "platform_apps[].resources.gpus": positive,
     "platform_apps[].healthcheck.path": url_path,
+    "platform_apps[].healthcheck.readiness": url_path,
+    "platform_apps[].healthcheck.liveness": url_path,
+    "platform_apps[].healthcheck.interval": positive,
+    "platform_apps[].healthcheck.failures": positive,
+    "platform_apps[].healthcheck.start_period": not_negative,
     "platform_apps[].route.path": url_path,
     "platform_apps[].routes[].path": url_path,
     "platform_apps[].route.body_size": nginx_size,

@@ -236,7 +236,10 @@ def check_variables(
                 walk = SpecWalk(lambda text, hv=host_vars: _render(loaded, hv, text))
                 walk.value(key, key, host_vars[key], spec)
                 if key == "platform_apps" and not walk.problems:
-                    walk.problems += app_problems(host_vars[key], loaded.groups())
+                    zones = host_vars.get("nginx_rate_limits", role_default("nginx", "nginx_rate_limits"))
+                    walk.problems += app_problems(host_vars[key], loaded.groups(), zones)
+                if key == "nginx_rate_limits" and not walk.problems:
+                    walk.problems += rate_zone_problems(host_vars[key])
                 for shown, problem in walk.problems:
                     errors[f"{shown}: {problem}"] = f"{source(key)}: {shown}: {problem} (role {role})"
                     failed.add(key)
@@ -255,10 +258,38 @@ def check_variables(
         raise BadInput(*errors.values())
 
 
-def app_problems(apps: list, groups: dict[str, list[str]]) -> list[tuple[str, str]]:
+@functools.cache
+def role_default(role: str, key: str) -> Any:
+    """A role's default value of `key` (roles/ROLE/defaults/main.yml)."""
+    return yaml.safe_load((paths.ROLES / role / "defaults" / "main.yml").read_text())[key]
+
+
+def rate_zone_problems(zones: Any) -> list[tuple[str, str]]:
+    """nginx_rate_limits: each zone a dict of a rate nginx can count and a burst of 0 or more."""
+    if not isinstance(zones, dict):
+        return []
+    problems = []
+    for name, zone in zones.items():
+        shown = f"nginx_rate_limits.{name}"
+        if not isinstance(zone, dict) or "rate" not in zone:
+            problems.append((shown, "expected a dict with rate (10r/s, 30r/m, 100r/h, 1000r/d) and burst"))
+            continue
+        if not plan("nginx_plan").RATE.match(str(zone["rate"])):
+            problems.append((f"{shown}.rate", f"expected N requests per second, minute, hour or day (10r/s, 30r/m, "
+                             f"100r/h, 1000r/d), got {_shown(zone['rate'])}"))
+        burst_problem = forms.zero_or_more(zone["burst"]) if "burst" in zone else None
+        if burst_problem:
+            problems.append((f"{shown}.burst", f"expected {burst_problem}, got {_shown(zone['burst'])}"))
+        problems += [(f"{shown}.{key}", "unknown key; expected rate or burst")
+                     for key in zone if key not in ("rate", "burst")]
+    return problems
+
+
+def app_problems(apps: list, groups: dict[str, list[str]], rate_zones: dict | None = None) -> list[tuple[str, str]]:
     """What the types alone do not say of platform_apps: unique names and route paths, a port
     where nginx or the health check must reach the app, one way of giving GPUs, secret
-    formats of the app's own secrets, and services in `uses` that have hosts."""
+    formats of the app's own secrets, services in `uses` that have hosts, and each route's
+    rate_limit a zone of `rate_zones` (nginx_rate_limits) or none."""
     problems = []
     names: set[str] = set()
     paths_taken: dict[str, str] = {}
@@ -268,6 +299,10 @@ def app_problems(apps: list, groups: dict[str, list[str]]) -> list[tuple[str, st
             problems.append((f"{shown}.name", "a second app of this name; expected each name once"))
         names.add(app["name"])
         problems += [(f"{shown}.{key}", problem) for key, problem in _route_problems(app, paths_taken)]
+        known_zones = (*(rate_zones or {}), "none")
+        problems += [(f"{shown}.{where}.rate_limit", f"{zone}: not a zone of nginx_rate_limits; expected one of "
+                      f"{', '.join(known_zones)}")
+                     for where, zone in _route_zones(app) if rate_zones is not None and zone not in known_zones]
         gpu_keys = [key for key in ("gpus", "gpu_devices") if key in (app.get("resources") or {})]
         if len(gpu_keys) + ("gpus" in app) > 1:
             problems.append((f"{shown}.resources", "gpus (all), resources.gpus and resources.gpu_devices: expected "
@@ -277,6 +312,14 @@ def app_problems(apps: list, groups: dict[str, list[str]]) -> list[tuple[str, st
         problems += [(f"{shown}.uses", f"{service}: the inventory's group {service} has no host; expected a "
                       "service the inventory installs") for service in app.get("uses") or [] if not groups.get(service)]
     return problems
+
+
+def _route_zones(app: dict) -> list[tuple[str, str]]:
+    """The rate_limit each route names, with where it is (route, routes[N])."""
+    if app.get("route"):
+        return [("route", app["route"]["rate_limit"])] if "rate_limit" in app["route"] else []
+    return [(f"routes[{number}]", route["rate_limit"]) for number, route in enumerate(app.get("routes") or [])
+            if "rate_limit" in route]
 
 
 def _route_problems(app: dict, paths_taken: dict[str, str]) -> list[tuple[str, str]]:
@@ -290,8 +333,9 @@ def _route_problems(app: dict, paths_taken: dict[str, str]) -> list[tuple[str, s
             problems.append(("routes", f"{route['path']}: already a route of {paths_taken[route['path']]}; "
                              "expected each path once"))
         paths_taken.setdefault(route["path"], app["name"])
-    reached_by = "route" if plan("nginx_plan").app_routes(app) else (
-        "healthcheck.path" if (app.get("healthcheck") or {}).get("path") else None)
+    healthcheck = app.get("healthcheck") or {}
+    probed = [f"healthcheck.{key}" for key in ("path", "readiness", "liveness") if healthcheck.get(key)]
+    reached_by = "route" if plan("nginx_plan").app_routes(app) else (probed[0] if probed else None)
     if reached_by and app.get("port") is None:
         problems.append(("port", f"missing; expected the app's port, which its {reached_by} needs"))
     return problems

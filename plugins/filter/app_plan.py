@@ -135,14 +135,24 @@ def _replica_names(app: Mapping) -> list[str]:
     return [f"{app['name']}-{number}" for number in range(1, app.get("replicas", 1) + 1)]
 
 
+def app_probe_paths(app: Mapping) -> dict[str, str]:
+    """The app's health paths by use: readiness (what a rollout waits for and verify probes)
+    and liveness (what the liveness watcher restarts a replica for), each its own key, else
+    healthcheck.path; a use with neither is left out."""
+    healthcheck = app.get("healthcheck") or {}
+    paths = {use: healthcheck.get(use, healthcheck.get("path")) for use in ("readiness", "liveness")}
+    return {use: path for use, path in paths.items() if path}
+
+
 def app_replicas(app: Mapping, publish_address: str) -> list[dict]:
     """The replicas of `app` (`replicas`, default 1), each as {number, name: "<app>-<N>"},
     and where the app has a port (or host_port): replica N's host_port, host_port (or
     port) + N - 1; with a port, published_ports ["<publish_address>:<host_port>:<port>"]
-    (an app without one, a worker, publishes nothing); with a healthcheck path, health_url."""
+    (an app without one, a worker, publishes nothing); with a readiness path, health_url;
+    with a liveness path, liveness_url (app_probe_paths)."""
     first_host_port = app.get("host_port", app.get("port"))
-    healthcheck = app.get("healthcheck") or {}
-    if "path" in healthcheck and first_host_port is None:
+    paths = app_probe_paths(app)
+    if paths and first_host_port is None:
         raise ValueError(f"app {app['name']}: a healthcheck path needs a port")
     replicas = []
     for number, name in enumerate(_replica_names(app), start=1):
@@ -151,20 +161,38 @@ def app_replicas(app: Mapping, publish_address: str) -> list[dict]:
             replica["host_port"] = first_host_port + number - 1
         if "port" in app:
             replica["published_ports"] = [f"{publish_address}:{replica['host_port']}:{app['port']}"]
-        if "path" in healthcheck:
-            replica["health_url"] = f"http://{publish_address}:{replica['host_port']}{healthcheck['path']}"
+        for use, key in (("readiness", "health_url"), ("liveness", "liveness_url")):
+            if use in paths:
+                replica[key] = f"http://{publish_address}:{replica['host_port']}{paths[use]}"
         replicas.append(replica)
     return replicas
 
 
 def app_health_urls(apps: Iterable[Mapping], publish_address: str) -> list[str]:
-    """The health URL of every replica of every app with a healthcheck path, in app order."""
+    """The readiness URL of every replica of every app with one, in app order."""
     return [
         replica["health_url"]
         for app in apps
         for replica in app_replicas(app, publish_address)
         if "health_url" in replica
     ]
+
+
+# The liveness watcher's defaults (platform_apps[].healthcheck, argument specs).
+LIVENESS_DEFAULTS = {"interval": 10, "failures": 3, "start_period": 30}
+
+
+def app_liveness_checks(apps: Iterable[Mapping], publish_address: str) -> list[dict]:
+    """What the liveness watcher probes on this host: each replica with a liveness path, as
+    {container, url, interval, failures, start_period} (seconds; the app's healthcheck
+    settings, else LIVENESS_DEFAULTS)."""
+    checks = []
+    for app in apps:
+        healthcheck = app.get("healthcheck") or {}
+        timing = {key: healthcheck.get(key, default) for key, default in LIVENESS_DEFAULTS.items()}
+        checks += [{"container": replica["name"], "url": replica["liveness_url"], **timing}
+                   for replica in app_replicas(app, publish_address) if "liveness_url" in replica]
+    return checks
 
 
 def app_container_names(containers: Iterable[Mapping]) -> list[str]:
@@ -214,6 +242,7 @@ class FilterModule:
             "app_environment": app_environment,
             "app_replicas": app_replicas,
             "app_health_urls": app_health_urls,
+            "app_liveness_checks": app_liveness_checks,
             "app_container_names": app_container_names,
             "app_containers_not_declared": app_containers_not_declared,
             "app_replicas_missing": app_replicas_missing,

@@ -9,6 +9,28 @@ import re
 from collections.abc import Iterable, Mapping
 
 _TRAILING_SLASH = re.compile(r"/$")
+# A request rate: N requests per second, minute, hour or day.
+RATE = re.compile(r"^([1-9][0-9]*)r/([smhd])$")
+_MINUTES_PER = {"h": 60, "d": 1440}
+
+
+def nginx_rate_zones(rate_limits: Mapping[str, Mapping]) -> dict[str, dict]:
+    """Each rate-limit zone as nginx takes it, {rate, burst}. nginx counts requests per second
+    or minute and refills no slower than one a minute: N per hour or day becomes a burst of N
+    (the first request and burst N - 1) refilled at N/60 or N/1440 a minute, rounded up to a
+    whole request. A zone without burst has none (per second or minute)."""
+    zones = {}
+    for name, limit in rate_limits.items():
+        match = RATE.match(str(limit["rate"]))
+        if not match:
+            raise ValueError(f"nginx_rate_limits.{name}.rate: {limit['rate']!r} is not N r/s, r/m, r/h or r/d")
+        count, unit = int(match[1]), match[2]
+        if unit in _MINUTES_PER:
+            per_minute = -(-count // _MINUTES_PER[unit])
+            zones[name] = {"rate": f"{per_minute}r/m", "burst": limit.get("burst", count - 1)}
+        else:
+            zones[name] = {"rate": limit["rate"], "burst": limit.get("burst", 0)}
+    return zones
 
 
 def nginx_app_host_address(host: str, hostvars: Mapping, inventory_hostname: str) -> str:
@@ -55,23 +77,25 @@ def nginx_routes(apps: Iterable[Mapping], rate_limits: Mapping[str, Mapping], de
     - rate_limit {zone, burst}: the route's rate_limit, else `default_rate_limit`; None for "none";
     - websocket, buffering (both off unless asked for; a cached route buffers, as nginx's
       cache needs), body_size and timeout (None: the server's), cache (seconds, 0 for none);
-    - health {path, proxy_pass}: the exact location of the app's healthcheck path, without
+    - health {path, proxy_pass}: the exact location of the app's readiness path (healthcheck
+      readiness, else path: what the platform itself probes), without
       rate limit or access log, on the first route that strips its prefix or holds that path
       (None on the others, and without a healthcheck path). With strip_prefix it is the
       health path under the route's path ("/api/" and "/health" give "/api/health")."""
     locations = []
     for app in apps:
         healthcheck = app.get("healthcheck") or {}
-        health_placed = "path" not in healthcheck
+        ready_path = healthcheck.get("readiness", healthcheck.get("path"))
+        health_placed = not ready_path
         for route in app_routes(app):
             strip = route.get("strip_prefix", False)
             zone = route.get("rate_limit", default_rate_limit)
             health = None
-            if not health_placed and (strip or healthcheck["path"].startswith(route["path"])):
-                under_route = _TRAILING_SLASH.sub("", route["path"]) + healthcheck["path"]
+            if not health_placed and (strip or ready_path.startswith(route["path"])):
+                under_route = _TRAILING_SLASH.sub("", route["path"]) + ready_path
                 health = {
-                    "path": under_route if strip else healthcheck["path"],
-                    "proxy_pass": f"http://{app['name']}{healthcheck['path']}",
+                    "path": under_route if strip else ready_path,
+                    "proxy_pass": f"http://{app['name']}{ready_path}",
                 }
                 health_placed = True
             cache = int(route.get("cache", 0))
@@ -128,6 +152,7 @@ class FilterModule:
         return {
             "nginx_upstreams": nginx_upstreams,
             "nginx_routes": nginx_routes,
+            "nginx_rate_zones": nginx_rate_zones,
             "nginx_cache_wanted": nginx_cache_wanted,
             "nginx_server_names": nginx_server_names,
             "nginx_static": nginx_static,

@@ -5,7 +5,8 @@ never their values: for each URL its parts without the password, and a SHA-256 o
 secret (the password of a URL included), so a test can compare them with what it set.
 It also lists the files in /data, where a pre-deploy command can leave a mark. GET /now
 answers a fresh number each time (what a cache must keep), POST answers how many bytes it
-received, and a WebSocket upgrade on any path gets the opening handshake.
+received, and a WebSocket upgrade on any path gets the opening handshake. GET /live answers
+200 until a POST /sick, then 500, as a hung process would (the liveness watcher's test).
 With DEMO_FAIL set it prints that message and exits, as a broken release does.
 
 GET /work does what a real app does with the URLs it received, with the clients real apps
@@ -110,11 +111,15 @@ WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    sick = False
 
     def do_GET(self) -> None:
         route = self.path.split("?")[0]
         if self.headers.get("Upgrade", "").lower() == "websocket":
             self.accept_websocket()
+            return
+        if route == "/live":
+            self.answer(500 if Handler.sick else 200, json.dumps({"live": not Handler.sick}).encode())
             return
         if route not in ("/health", "/work", "/now"):
             self.send_error(404)
@@ -124,6 +129,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
+        if self.path == "/sick":
+            Handler.sick = True
         self.answer(200, json.dumps({"received": len(self.rfile.read(length))}).encode())
 
     def answer(self, status: int, body: bytes) -> None:

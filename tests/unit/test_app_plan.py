@@ -287,6 +287,7 @@ def test_the_plugin_exposes_every_filter():
         "app_replicas", "app_health_urls", "app_container_names", "app_containers_not_declared",
         "app_replicas_missing", "app_device_requests", "app_hosts", "app_hosts_by_name", "app_services_here",
         "app_jobs_here", "app_systemd_arguments", "app_environment_of_container", "app_numeric_user",
+        "app_liveness_checks",
     }
 
 
@@ -353,3 +354,43 @@ def test_a_container_s_environment_becomes_a_mapping_again():
 ])
 def test_the_owner_of_an_app_s_folders_on_the_host(user, owner):
     assert plan.app_numeric_user({"name": "a"} if user is None else {"name": "a", "user": user}) == owner
+
+
+# Readiness and liveness (app_probe_paths, app_liveness_checks)
+
+
+def test_readiness_and_liveness_paths_each_give_their_own_url():
+    app = {"name": "api", "port": 8000, "replicas": 2,
+           "healthcheck": {"path": "/health", "readiness": "/ready", "liveness": "/live"}}
+    replicas = plan.app_replicas(app, ADDRESS)
+    assert [(r["health_url"], r["liveness_url"]) for r in replicas] == [
+        ("http://127.0.0.1:8000/ready", "http://127.0.0.1:8000/live"),
+        ("http://127.0.0.1:8001/ready", "http://127.0.0.1:8001/live"),
+    ]
+
+
+def test_the_one_path_is_both_readiness_and_liveness():
+    assert plan.app_probe_paths({"healthcheck": {"path": "/health"}}) == {"readiness": "/health", "liveness": "/health"}
+    assert plan.app_probe_paths({"healthcheck": {"liveness": "/live"}}) == {"liveness": "/live"}
+    assert plan.app_probe_paths({"healthcheck": {"docker": {}}}) == {}
+
+
+def test_a_liveness_path_without_a_port_is_refused():
+    with pytest.raises(ValueError, match="needs a port"):
+        plan.app_replicas({"name": "w", "healthcheck": {"liveness": "/live"}}, ADDRESS)
+
+
+def test_liveness_checks_are_each_replica_with_a_liveness_path_and_its_timing():
+    apps = [
+        {"name": "api", "port": 8000, "replicas": 2, "healthcheck": {"readiness": "/ready", "liveness": "/live",
+                                                                     "interval": 2, "failures": 5}},
+        {"name": "web", "port": 3000, "healthcheck": {"readiness": "/ready"}},
+        {"name": "worker"},
+        {"name": "admin", "port": 9000, "healthcheck": {"path": "/health", "start_period": 0}},
+    ]
+    assert plan.app_liveness_checks(apps, ADDRESS) == [
+        {"container": "api-1", "url": "http://127.0.0.1:8000/live", "interval": 2, "failures": 5, "start_period": 30},
+        {"container": "api-2", "url": "http://127.0.0.1:8001/live", "interval": 2, "failures": 5, "start_period": 30},
+        {"container": "admin-1", "url": "http://127.0.0.1:9000/health", "interval": 10, "failures": 3,
+         "start_period": 0},
+    ]

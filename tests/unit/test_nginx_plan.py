@@ -140,6 +140,13 @@ def test_without_strip_prefix_the_health_path_is_routed_only_when_the_route_hold
     assert route(API, route={"path": "/"})["health"] == {"path": "/health", "proxy_pass": "http://api/health"}
 
 
+def test_the_health_location_is_the_readiness_path_the_platform_probes():
+    checks = {"path": "/health", "readiness": "/ready", "liveness": "/live"}
+    assert route(API, healthcheck=checks, route={"path": "/"})["health"] == {"path": "/ready",
+                                                                               "proxy_pass": "http://api/ready"}
+    assert route(API, healthcheck={"liveness": "/live"}, route={"path": "/"})["health"] is None
+
+
 @pytest.mark.parametrize("healthcheck", [None, {}, {"docker": {"test": ["CMD", "true"]}}])
 def test_no_health_location_without_a_healthcheck_path(healthcheck):
     assert route(API, healthcheck=healthcheck)["health"] is None
@@ -198,7 +205,8 @@ def test_the_site_s_names_and_which_server_serves_a_route():
 
 def test_the_plugin_exposes_every_filter():
     assert set(plan.FilterModule().filters()) == {"nginx_upstreams", "nginx_routes", "nginx_cache_wanted",
-                                                  "nginx_server_names", "nginx_main_host", "nginx_static"}
+                                                  "nginx_server_names", "nginx_main_host", "nginx_static",
+                                                  "nginx_rate_zones"}
 
 
 def test_static_folders_with_their_expiry():
@@ -207,3 +215,25 @@ def test_static_folders_with_their_expiry():
     assert plan.nginx_static([app, WORKER]) == [
         {"app": "web", "path": "/static/", "folder": "/srv/web/static/", "expires": "7d"},
         {"app": "web", "path": "/media/", "folder": "/srv/web/media/", "expires": "30d"}]
+
+
+# nginx_rate_zones
+
+
+@pytest.mark.parametrize(("limit", "zone"), [
+    ({"rate": "10r/s", "burst": 20}, {"rate": "10r/s", "burst": 20}),
+    ({"rate": "30r/m"}, {"rate": "30r/m", "burst": 0}),
+    # Seed 000's 100 requests an hour: all at once, then refilled at 100/60 a minute, rounded up.
+    ({"rate": "100r/h"}, {"rate": "2r/m", "burst": 99}),
+    ({"rate": "60r/h", "burst": 10}, {"rate": "1r/m", "burst": 10}),
+    ({"rate": "1000r/d"}, {"rate": "1r/m", "burst": 999}),
+    ({"rate": "3000r/d"}, {"rate": "3r/m", "burst": 2999}),
+])
+def test_rate_zones_as_nginx_takes_them(limit, zone):
+    assert plan.nginx_rate_zones({"z": limit}) == {"z": zone}
+
+
+@pytest.mark.parametrize("rate", ["10", "10r/w", "0r/s", "1.5r/s", "r/s"])
+def test_a_rate_nginx_cannot_count_is_refused(rate):
+    with pytest.raises(ValueError, match="is not N r/s, r/m, r/h or r/d"):
+        plan.nginx_rate_zones({"z": {"rate": rate}})

@@ -23,12 +23,13 @@ def render(apps: list[dict], **settings) -> str:
 
     defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     settings = {**defaults, **settings}
-    routes = plan.nginx_routes(apps, defaults["nginx_rate_limits"], "api")
+    zones = plan.nginx_rate_zones(settings["nginx_rate_limits"])
+    routes = plan.nginx_routes(apps, zones, "api")
     names = plan.nginx_server_names("ai.example.com", settings.pop("aliases", []), routes,
                                     settings["nginx_www_redirect"])
     variables = {
         **settings, "ansible_managed": "managed", "platform_domain": "ai.example.com", "__nginx_names": names,
-        "__nginx_routes": plan.nginx_main_host(routes, names["main"]),
+        "__nginx_routes": plan.nginx_main_host(routes, names["main"]), "__nginx_rate_zones": zones,
         "__nginx_cache_wanted": plan.nginx_cache_wanted(routes), "__nginx_static": plan.nginx_static(apps),
         "__nginx_upstreams": [{"name": app["name"], "servers": ["127.0.0.1:8000"]} for app in apps],
         "__nginx_http2_directive": True, "__nginx_ssl_reject_handshake": True, "__nginx_hsts": True,
@@ -112,3 +113,11 @@ def test_static_files_are_served_by_nginx_with_expiry_and_the_site_s_headers():
     static = location(site, "/static/")
     assert "alias /srv/web/static/;" in static and "expires 30d;" in static
     assert "add_header" not in static, "an add_header here would drop the server's security headers"
+
+
+def test_an_hourly_zone_is_a_burst_refilled_per_minute():
+    zones = {"api": {"rate": "10r/s", "burst": 20}, "signup": {"rate": "100r/h"}}
+    app = {"name": "backend", "port": 3001, "routes": [{"path": "/signup/", "rate_limit": "signup"}]}
+    site = render([app], nginx_rate_limits=zones)
+    assert "limit_req_zone $binary_remote_addr zone=signup:10m rate=2r/m;" in site
+    assert "limit_req zone=signup burst=99 nodelay;" in location(site, "/signup/")

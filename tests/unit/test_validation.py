@@ -132,6 +132,16 @@ MALFORMED = [
      "platform_apps[web].static: nginx serves the files from a folder of its own host"),
     ("a relative static folder", "platform_apps: [{name: web, image: 'a:1', static: [{path: /s/, folder: srv/s}]}]",
      "platform_apps[web].static[0].folder: expected an absolute path"),
+    ("a liveness path without a port", "platform_apps: [{name: api, image: 'a:1', healthcheck: {liveness: /live}}]",
+     "platform_apps[api].port: missing; expected the app's port, which its healthcheck.liveness needs"),
+    ("a liveness probe never repeated", "platform_apps: [{name: api, image: 'a:1', port: 80, "
+     "healthcheck: {liveness: /live, interval: 0}}]",
+     "platform_apps[api].healthcheck.interval: expected an integer of 1 or more"),
+    ("a rate nginx cannot count", "nginx_rate_limits: {api: {rate: 10r/w, burst: 5}}",
+     "nginx_rate_limits.api.rate: expected N requests per second, minute, hour or day"),
+    ("a route naming no zone", "platform_apps: [{name: api, image: 'a:1', port: 80, "
+     "routes: [{path: /, rate_limit: hourly}]}]",
+     "platform_apps[api].routes[0].rate_limit: hourly: not a zone of nginx_rate_limits; expected one of api, auth, none"),
     ("an unknown service", "platform_apps: [{name: api, image: 'a:1', uses: [mongo]}]",
      "platform_apps[api].uses[0]: expected a string (one of: postgres, redis, ollama), got 'mongo'"),
 ]

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import socket
 import ssl
 import subprocess
@@ -101,6 +102,38 @@ def test_the_worker_runs_once_without_ports(host):
     names = host.check_output("docker ps --filter label=platform.app=worker --format '{{.Names}}'")
     assert names.splitlines() == ["worker-1"], names
     assert host.run("docker port worker-1").stdout == "", "nothing published"
+
+
+def in_replica(host, replica: str, method: str, path: str) -> str:
+    """The status of `method path` asked of the replica itself, inside its container."""
+    script = ("import sys, urllib.error, urllib.request\n"
+              f"request = urllib.request.Request('http://127.0.0.1:8000{path}', method='{method}')\n"
+              "try: print(urllib.request.urlopen(request, timeout=5).status)\n"
+              "except urllib.error.HTTPError as err: print(err.code)")
+    return host.check_output(f"docker exec {replica} python3 -c {shlex.quote(script)}")
+
+
+def test_a_replica_that_stops_living_is_restarted(host):
+    """api's liveness path is /live, probed every 2 s: a replica that fails it twice in a row
+    (POST /sick makes it answer 500, as a hung process stops answering) is restarted by the
+    host's liveness watcher and lives again; the other replica is left alone."""
+    def started(replica: str) -> str:
+        return host.check_output(f"docker inspect --format '{{{{.State.StartedAt}}}}' {replica}")
+
+    before = {replica: started(replica) for replica in ("api-1", "api-2")}
+    assert in_replica(host, "api-1", "POST", "/sick") == "200"
+    assert in_replica(host, "api-1", "GET", "/live") == "500"
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and started("api-1") == before["api-1"]:
+        time.sleep(1)
+    assert started("api-1") != before["api-1"], "api-1 was not restarted"
+    assert started("api-2") == before["api-2"]
+    journal = host.check_output("journalctl -u platform-app-liveness.service --no-pager -o cat")
+    assert "api-1: restarted after 2 failed liveness probes" in journal, journal
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and host.run("docker exec api-1 true").rc != 0:
+        time.sleep(1)
+    assert in_replica(host, "api-1", "GET", "/live") == "200"
 
 
 def test_the_scheduled_job_runs_on_its_schedule_with_the_app_s_environment(host, address):
@@ -249,6 +282,11 @@ def test_burst_above_rate_limit_gets_429(address):
     assert 429 in codes
     # The first requests fit the burst and reach the app (which has no such page).
     assert codes[0] == 404
+
+
+def test_an_hourly_limit_serves_its_count_then_429(address):
+    """/limited/'s zone allows 5 requests an hour (nginx: a burst of 5 refilled at 1r/m)."""
+    assert status_codes(address, "/limited/now", 7) == [200] * 5 + [429] * 2
 
 
 def test_health_route_has_no_rate_limit(address):
