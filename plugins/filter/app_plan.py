@@ -243,6 +243,7 @@ class FilterModule:
             "app_replicas": app_replicas,
             "app_health_urls": app_health_urls,
             "app_liveness_checks": app_liveness_checks,
+            "app_probe_paths": app_probe_paths,
             "app_container_names": app_container_names,
             "app_containers_not_declared": app_containers_not_declared,
             "app_replicas_missing": app_replicas_missing,

@@ -7,6 +7,7 @@ It also lists the files in /data, where a pre-deploy command can leave a mark. G
 answers a fresh number each time (what a cache must keep), POST answers how many bytes it
 received, and a WebSocket upgrade on any path gets the opening handshake. GET /live answers
 200 until a POST /sick, then 500, as a hung process would (the liveness watcher's test).
+With DEMO_PAGE set, GET / answers an HTML page holding it: a front end's index.
 With DEMO_FAIL set it prints that message and exits, as a broken release does.
 
 GET /work does what a real app does with the URLs it received, with the clients real apps
@@ -118,6 +119,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("Upgrade", "").lower() == "websocket":
             self.accept_websocket()
             return
+        if route == "/" and os.environ.get("DEMO_PAGE"):
+            self.answer(200, f"<!doctype html><title>{os.environ['DEMO_PAGE']}</title>".encode(), "text/html")
+            return
         if route == "/live":
             self.answer(500 if Handler.sick else 200, json.dumps({"live": not Handler.sick}).encode())
             return
@@ -133,9 +137,9 @@ class Handler(BaseHTTPRequestHandler):
             Handler.sick = True
         self.answer(200, json.dumps({"received": len(self.rfile.read(length))}).encode())
 
-    def answer(self, status: int, body: bytes) -> None:
+    def answer(self, status: int, body: bytes, content_type: str = "application/json") -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

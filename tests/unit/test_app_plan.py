@@ -287,7 +287,7 @@ def test_the_plugin_exposes_every_filter():
         "app_replicas", "app_health_urls", "app_container_names", "app_containers_not_declared",
         "app_replicas_missing", "app_device_requests", "app_hosts", "app_hosts_by_name", "app_services_here",
         "app_jobs_here", "app_systemd_arguments", "app_environment_of_container", "app_numeric_user",
-        "app_liveness_checks",
+        "app_liveness_checks", "app_probe_paths",
     }
 
 

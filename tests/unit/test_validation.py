@@ -141,7 +141,8 @@ MALFORMED = [
      "nginx_rate_limits.api.rate: expected N requests per second, minute, hour or day"),
     ("a route naming no zone", "platform_apps: [{name: api, image: 'a:1', port: 80, "
      "routes: [{path: /, rate_limit: hourly}]}]",
-     "platform_apps[api].routes[0].rate_limit: hourly: not a zone of nginx_rate_limits; expected one of api, auth, none"),
+     "platform_apps[api].routes[0].rate_limit: hourly: not a zone of nginx_rate_limits; expected one of api, "
+     "auth, none"),
     ("an unknown service", "platform_apps: [{name: api, image: 'a:1', uses: [mongo]}]",
      "platform_apps[api].uses[0]: expected a string (one of: postgres, redis, ollama), got 'mongo'"),
 ]

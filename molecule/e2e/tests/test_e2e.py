@@ -1,8 +1,10 @@
-"""installer.py against a real test host in every group: after the first install (converge:
-check on the fresh host, two interrupted installs, then the install), a rerun changes nothing
-and its verify passes every probe, check finds no drift, drift made by hand in five services
-is reported item by item and then repaired, and the summary JSON agrees with ansible's own
-recap."""
+"""installer.py against a real test host in every group, with a seed platform's whole app
+shape (converge.yml): after the first install (converge: check on the fresh host, two
+interrupted installs, then the install), the front end, API, WebSocket route, static files,
+worker, job and migration each answer or ran as declared; a rerun changes nothing and its
+verify passes every probe; a failed release returns to the one before by itself; check finds
+no drift; drift made by hand in five services is reported item by item and then repaired;
+and the summary JSON agrees with ansible's own recap."""
 
 from __future__ import annotations
 
@@ -22,6 +24,9 @@ INVENTORY = EPHEMERAL / "platform-inventory"
 RECAP = re.compile(r"^(\S+)\s+:\s+(ok=.*)$", re.MULTILINE)
 ROLES = ("common", "firewall", "docker", "postgresql", "redis", "ollama", "app", "nginx")
 NGINX_SITE = "/etc/nginx/conf.d/platform.conf"
+DOMAIN = "e2e.test"
+# The platform's two host names (platform_domain and its alias).
+NAMES = (DOMAIN, f"app.{DOMAIN}")
 POSTGRESQL_CONF = "/etc/postgresql/15/main/postgresql.conf"
 # Every test on the test host, so that pytest keeps this file's order (it groups tests by
 # the host testinfra parametrizes them with): the drift test must come last.
@@ -86,11 +91,65 @@ def test_the_install_verifies_every_role():
         assert probe["probe"] in proc.stdout
 
 
+def fetch(host, path: str, *options: str, name: str = DOMAIN) -> str:
+    """What nginx answers for https://NAME/PATH, asked on the test host (curl -f: 2xx only)."""
+    return host.check_output(f"curl -sfk --max-time 30 --resolve {name}:443:127.0.0.1 {' '.join(options)} "
+                             f"https://{name}{path}")
+
+
+def api_health(host) -> dict:
+    return json.loads(fetch(host, "/api/health"))
+
+
 def test_app_answers_through_nginx(host):
-    answer = json.loads(host.check_output(
-        "curl -sfk --resolve e2e.test:443:127.0.0.1 https://e2e.test/api/health"))
+    answer = api_health(host)
     assert answer["status"] == "ok"
     assert set(answer["urls"]) == {"DATABASE_URL", "REDIS_URL", "OLLAMA_BASE_URL"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_front_end_and_the_api_answer_on_each_name(host, name):
+    assert "<title>Prompt Card</title>" in fetch(host, "/", name=name)
+    assert json.loads(fetch(host, "/api/health", name=name))["status"] == "ok"
+
+
+def test_the_certificate_holds_each_name(host):
+    text = host.check_output(f"openssl x509 -in /etc/nginx/tls/{DOMAIN}.crt -noout -ext subjectAltName")
+    assert set(re.findall(r"DNS:([\w.-]+)", text)) == set(NAMES), text
+
+
+def test_the_socket_route_answers_the_websocket_upgrade(host):
+    # RFC 6455's example key, whose answer it gives. The demo app closes after the handshake.
+    answer = host.run("curl -sk --http1.1 --max-time 5 --resolve e2e.test:443:127.0.0.1 -D - -o /dev/null "
+                      "-H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' "
+                      "-H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' https://e2e.test/socket.io/").stdout
+    assert answer.startswith("HTTP/1.1 101"), answer
+    assert "sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in answer.lower(), answer
+
+
+def test_static_files_are_served_by_nginx_with_their_cache_headers(host):
+    """The migration wrote them into the folder nginx serves (static, expires 7d)."""
+    answer = fetch(host, "/static/version.txt", "-D", "-")
+    headers, _, body = answer.partition("\n\n")
+    assert body == "1"
+    assert "cache-control: max-age=604800" in headers.lower(), headers
+    assert "expires: " in headers.lower(), headers
+
+
+def test_the_worker_runs_once_without_ports(host):
+    names = host.check_output("docker ps --filter label=platform.app=worker --format '{{.Names}}'")
+    assert names.splitlines() == ["worker-1"], names
+    assert host.run("docker port worker-1").stdout == ""
+
+
+def test_the_scheduled_job_ran_on_its_schedule(host):
+    """cleanup runs every 20 s in a one-shot container and leaves a mark in the api's volume."""
+    marks = sorted(int(name.removeprefix("cleanup-")) for name in api_health(host)["data"]
+                   if name.startswith("cleanup-"))
+    assert len(marks) >= 3, marks
+    gaps = sorted((later - earlier) / 1e9 for earlier, later in zip(marks[-7:], marks[-6:]))
+    # The median: one late start on a loaded machine moves two gaps, not the schedule.
+    assert 17 <= gaps[len(gaps) // 2] <= 24, gaps
 
 
 def test_the_app_works_with_postgresql_redis_and_ollama(host):
@@ -110,6 +169,31 @@ def test_rerun_changes_nothing():
     document = summary("rerun.json")
     assert document["hosts"] == printed_recap(document)
     assert {h: c["changed"] for h, c in document["hosts"].items()} == dict.fromkeys(document["hosts"], 0)
+
+
+def test_the_migration_ran_once(host):
+    """The install ran it, the rerun (same image) did not."""
+    assert rerun().returncode == 0
+    marks = [name for name in api_health(host)["data"] if name.startswith("migrated-")]
+    assert marks == ["migrated-1"], marks
+
+
+def test_a_failed_release_returns_to_the_one_before_by_itself(host):
+    """A release that exits at start (DEMO_FAIL): the run fails naming api-1; api-1 is back on
+    what it ran before, api-2 was never touched, and the API keeps answering."""
+    started = host.check_output("docker inspect --format '{{.State.StartedAt}}' api-2")
+    proc = installer("--tags", "app", "-e", "e2e_demo_fail='cannot reach the license server'",
+                     "-e", "app_health_timeout=10", "--json", str(EPHEMERAL / "failed-release.json"))
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    failures = " ".join(" ".join(f["message"].split()) for f in summary("failed-release.json")["failures"])
+    assert "api-1 (platform-demo-app:1) did not start or answer /health" in failures, failures
+    assert "it is back on platform-demo-app:1, the release it ran before" in failures, failures
+    assert "fatal: cannot reach the license server" in failures, failures
+    assert host.docker("api-1").is_running
+    assert "DEMO_FAIL=" in host.check_output("docker inspect --format '{{json .Config.Env}}' api-1")
+    assert "license server" not in host.check_output("docker inspect --format '{{json .Config.Env}}' api-1")
+    assert host.check_output("docker inspect --format '{{.State.StartedAt}}' api-2") == started
+    assert {api_health(host)["status"] for _ in range(4)} == {"ok"}
 
 
 def test_check_on_a_clean_install_exits_0():
