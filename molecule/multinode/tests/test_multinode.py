@@ -1,6 +1,7 @@
-"""installer.py on three hosts (converge.yml): the edge host's nginx routes to the app host,
-whose app container reaches PostgreSQL and Redis on the data host; those accept only the
-app host; a rerun changes nothing. Every install ends with installer.py's verify probes
+"""installer.py on four hosts (converge.yml): the edge host's nginx routes to both app hosts,
+whose app containers reach PostgreSQL and Redis on the data host; those accept only the
+app hosts; the app's migration ran once, on one host, and its singleton runs on the host it
+names; a rerun changes nothing. Every install ends with installer.py's verify probes
 and exits 1 when one fails, so the first install (converge.yml) and the rerun here both
 prove that verify passes. The app is the demo app
 (tests/demo_app) and Ollama a STAND-IN release (tests/ollama_standin), both from local
@@ -23,7 +24,7 @@ from reach import address_of, connects_from
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 INVENTORY = EPHEMERAL / "platform-inventory"
-EDGE, APP, DATA = "multinode-edge", "multinode-app", "multinode-data"
+EDGE, APP, APP2, DATA = "multinode-edge", "multinode-app", "multinode-app2", "multinode-data"
 DOMAIN = "multinode.test"
 GATEWAY = "172.31.0.1"  # platform_network_gateway: Ollama runs on the app host itself
 TIMEOUT = 3
@@ -132,6 +133,42 @@ def test_the_app_works_with_postgresql_redis_and_ollama_on_the_other_hosts():
     assert work["OLLAMA_BASE_URL"]["ok"], work
 
 
+def health_in(host: str) -> dict:
+    """api-1's /health on `host`, asked inside the container."""
+    probe = ("import urllib.request; "
+             f"print(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout={TIMEOUT}).read().decode())")
+    out = run_in(host, "docker", "exec", "api-1", "python3", "-c", probe)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_the_migration_ran_once_on_the_first_app_host():
+    """pre_deploy leaves its mark in the volume of the host it ran on, which /health lists."""
+    assert health_in(APP)["data"] == ["migrated-1"]
+    assert health_in(APP2)["data"] == []
+
+
+def test_nginx_spreads_the_requests_over_both_app_hosts():
+    seen = set()
+    for _ in range(10):
+        result = subprocess.run(
+            ["curl", "-sS", "--fail", "--max-time", "5", "--insecure", "--resolve",
+             f"{DOMAIN}:443:{address_of(EDGE)}", f"https://{DOMAIN}/api/health"],
+            capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
+        seen.add(tuple(json.loads(result.stdout)["data"]))
+    assert seen == {("migrated-1",), ()}, "each app host's replica answers"
+
+
+def test_the_singleton_runs_once_on_the_host_it_names():
+    def beats(host: str) -> list[str]:
+        out = run_in(host, "docker", "ps", "--filter", "label=platform.app=beat", "--format", "{{.Names}}")
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split()
+
+    assert (beats(APP), beats(APP2)) == ([], ["beat-1"])
+
+
 def test_preflight_names_a_download_source_that_does_not_answer():
     """The app host's Ollama release taken from a URL that refuses (its own loopback, port 9)
     instead of the local archive: preflight stops with exit 3 before anything changes, naming
@@ -151,7 +188,7 @@ def test_rerun_changes_nothing():
     proc = installer("--json", str(EPHEMERAL / "rerun.json"))
     assert proc.returncode == 0
     hosts = json.loads((EPHEMERAL / "rerun.json").read_text())["hosts"]
-    assert set(hosts) == {EDGE, APP, DATA}
+    assert set(hosts) == {EDGE, APP, APP2, DATA}
     assert {host: counts["changed"] for host, counts in hosts.items()} == dict.fromkeys(hosts, 0)
 
 
