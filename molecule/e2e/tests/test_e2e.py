@@ -124,13 +124,13 @@ def test_the_socket_route_answers_the_websocket_upgrade(host):
                       "-H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' "
                       "-H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' https://e2e.test/socket.io/").stdout
     assert answer.startswith("HTTP/1.1 101"), answer
-    assert "sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in answer.lower(), answer
+    assert "\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in answer, answer
 
 
 def test_static_files_are_served_by_nginx_with_their_cache_headers(host):
     """The migration wrote them into the folder nginx serves (static, expires 7d)."""
     answer = fetch(host, "/static/version.txt", "-D", "-")
-    headers, _, body = answer.partition("\n\n")
+    headers, _, body = answer.partition("\r\n\r\n")
     assert body == "1"
     assert "cache-control: max-age=604800" in headers.lower(), headers
     assert "expires: " in headers.lower(), headers
