@@ -121,6 +121,17 @@ def app_jobs_here(apps: Iterable[Mapping], groups: Mapping[str, list[str]], inve
     return [app for app in apps if app.get("schedule") and inventory_hostname in app_hosts(app, groups)]
 
 
+def app_images(apps: Iterable[Mapping]) -> list[dict]:
+    """Each image the apps run, once, as {image, archive}: archive is the image_archive of the
+    first app of that image that has one, else None (the image is pulled). Apps of one image
+    (a backend and its workers) load or pull it once."""
+    images: dict[str, dict] = {}
+    for app in apps:
+        entry = images.setdefault(app["image"], {"image": app["image"], "archive": None})
+        entry["archive"] = entry["archive"] or app.get("image_archive")
+    return list(images.values())
+
+
 def app_systemd_arguments(arguments: Iterable) -> str:
     """A command line for a systemd unit's Exec line: each argument in double quotes, with
     systemd's specifiers (%) and variables ($) kept literal."""
@@ -244,6 +255,7 @@ class FilterModule:
             "app_health_urls": app_health_urls,
             "app_liveness_checks": app_liveness_checks,
             "app_probe_paths": app_probe_paths,
+            "app_images": app_images,
             "app_container_names": app_container_names,
             "app_containers_not_declared": app_containers_not_declared,
             "app_replicas_missing": app_replicas_missing,

@@ -287,7 +287,7 @@ def test_the_plugin_exposes_every_filter():
         "app_replicas", "app_health_urls", "app_container_names", "app_containers_not_declared",
         "app_replicas_missing", "app_device_requests", "app_hosts", "app_hosts_by_name", "app_services_here",
         "app_jobs_here", "app_systemd_arguments", "app_environment_of_container", "app_numeric_user",
-        "app_liveness_checks", "app_probe_paths",
+        "app_liveness_checks", "app_probe_paths", "app_images",
     }
 
 
@@ -393,4 +393,17 @@ def test_liveness_checks_are_each_replica_with_a_liveness_path_and_its_timing():
         {"container": "api-2", "url": "http://127.0.0.1:8001/live", "interval": 2, "failures": 5, "start_period": 30},
         {"container": "admin-1", "url": "http://127.0.0.1:9000/health", "interval": 10, "failures": 3,
          "start_period": 0},
+    ]
+
+
+def test_each_image_is_loaded_or_pulled_once_from_the_first_archive_given():
+    apps = [
+        {"name": "backend", "image": "acme/backend:1"},
+        {"name": "worker", "image": "acme/backend:1", "image_archive": "/srv/backend-1.tar"},
+        {"name": "beat", "image": "acme/backend:1", "image_archive": "/srv/other.tar"},
+        {"name": "frontend", "image": "acme/frontend:1"},
+    ]
+    assert plan.app_images(apps) == [
+        {"image": "acme/backend:1", "archive": "/srv/backend-1.tar"},
+        {"image": "acme/frontend:1", "archive": None},
     ]
