@@ -4,7 +4,8 @@ interrupted installs, then the install), the front end, API, WebSocket route, st
 worker, job and migration each answer or ran as declared; a rerun changes nothing and its
 verify passes every probe; a failed release returns to the one before by itself; check finds
 no drift; drift made by hand in five services is reported item by item and then repaired;
-and the summary JSON agrees with ansible's own recap."""
+a rotated secret applies everywhere on the next install; and the summary JSON agrees with
+ansible's own recap."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import functools
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -29,7 +32,8 @@ DOMAIN = "e2e.test"
 NAMES = (DOMAIN, f"app.{DOMAIN}")
 POSTGRESQL_CONF = "/etc/postgresql/15/main/postgresql.conf"
 # Every test on the test host, so that pytest keeps this file's order (it groups tests by
-# the host testinfra parametrizes them with): the drift test must come last.
+# the host testinfra parametrizes them with): the drift test and the
+# rotation after it must come last.
 pytestmark = pytest.mark.usefixtures("host")
 
 
@@ -279,3 +283,32 @@ def test_drift_is_reported_item_by_item_then_repaired(drifted_host):
     assert work_mem(host) == wanted["work_mem"]
     assert sorted(host.check_output("ufw status").splitlines()) == wanted["ufw"]
     assert host.docker("api-1").is_running
+
+
+def replica_env(host, replica: str) -> dict[str, str]:
+    listed = json.loads(host.check_output(f"docker inspect --format '{{{{json .Config.Env}}}}' {replica}"))
+    return dict(item.split("=", 1) for item in listed)
+
+
+def opens_database(host, url: str) -> subprocess.CompletedProcess:
+    """Whether `url` opens PostgreSQL from inside api-1, as the app connects (psycopg2)."""
+    script = "import sys, psycopg2; psycopg2.connect(sys.argv[1], connect_timeout=5).close()"
+    return host.run(f"docker exec api-1 python3 -c {shlex.quote(script)} {shlex.quote(url)}")
+
+
+def test_a_rotated_secret_applies_everywhere_on_the_next_install(host):
+    """secrets --rotate, then an install: PostgreSQL's role, both api replicas and the job's
+    environment get the new password, the API works with it, and the old one no longer opens
+    the database. (After the drift test, which leaves the host repaired.)"""
+    old_url = replica_env(host, "api-1")["DATABASE_URL"]
+    assert installer("secrets", "--rotate", "postgresql_app_password", "--yes").returncode == 0
+    assert installer().returncode == 0
+    new_url = replica_env(host, "api-1")["DATABASE_URL"]
+    assert urlsplit(new_url).password != urlsplit(old_url).password
+    assert replica_env(host, "api-2")["DATABASE_URL"] == new_url
+    assert f"DATABASE_URL={new_url}" in host.file("/etc/platform/jobs/cleanup.env").content_string
+    assert opens_database(host, new_url).rc == 0
+    refused = opens_database(host, old_url)
+    assert refused.rc != 0 and "password authentication failed" in refused.stderr, refused.stderr
+    work = json.loads(fetch(host, "/api/work"))
+    assert work["DATABASE_URL"]["ok"], work
