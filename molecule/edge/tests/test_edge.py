@@ -453,3 +453,40 @@ def test_unhealthy_new_version_stops_the_rollout_with_its_logs_and_rolls_the_rep
     finally:
         converged("1")
     assert replica_images(host) == {"api-1": "platform-demo-app:1", "api-2": "platform-demo-app:1"}
+
+
+def hsts_header(address: str) -> str | None:
+    headers = curl(address, "--dump-header", "-", "--output", "/dev/null", f"https://{DOMAIN}/api/health").stdout
+    found = re.search(r"^strict-transport-security: (.*?)\r?$", headers, re.IGNORECASE | re.MULTILINE)
+    return found.group(1) if found else None
+
+
+def test_a_provided_certificate_is_served_and_trusted_with_hsts(address, tmp_path):
+    """nginx_tls_mode provided: the operator's certificate and key (made here with openssl,
+    as their CA would give them; the key passed as the vault holds it, PEM text) are served
+    for every name, a client that trusts that certificate verifies it (no --insecure), and
+    HSTS is sent; back on self-signed, HSTS is off again."""
+    key, certificate = tmp_path / "site.key", tmp_path / "site.crt"
+    names = ",".join(f"DNS:{name}" for name in sorted(NAMES))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(certificate), "-days", "30", "-subj", f"/CN={DOMAIN}",
+                    "-addext", f"subjectAltName={names}"], check=True, capture_output=True)
+    settings = tmp_path / "provided.json"
+    settings.write_text(json.dumps({"nginx_tls_mode": "provided", "nginx_tls_certificate_file": str(certificate),
+                                    "nginx_tls_private_key": key.read_text()}))
+    try:
+        result = converge("1", "-e", f"@{settings}")
+        assert result.returncode == 0, result.stdout[-3000:]
+        with tls_connection(address) as connection:
+            served = connection.getpeercert(binary_form=True)
+        assert served == ssl.PEM_cert_to_DER_cert(certificate.read_text())
+        for name in (DOMAIN, f"ai.{DOMAIN}"):
+            trusted = subprocess.run(
+                ["curl", "-sS", "--max-time", TIMEOUT, "--cacert", str(certificate), "--resolve",
+                 f"{name}:443:{address}", "--output", "/dev/null", "--write-out", "%{http_code}",
+                 f"https://{name}/api/health"], capture_output=True, text=True, check=False)
+            assert trusted.stdout == "200", trusted.stderr
+        assert hsts_header(address) == "max-age=63072000; includeSubDomains"
+    finally:
+        converged("1")
+    assert hsts_header(address) is None
