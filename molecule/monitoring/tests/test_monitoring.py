@@ -210,10 +210,19 @@ def alert_states(host, name: str) -> set[str]:
             if a["labels"]["alertname"] == name}
 
 
+def notified(host, alert: str, status: str) -> bool:
+    """Whether the webhook receiver (a stand-in endpoint, prepare.yml) got `alert` in `status`."""
+    sink = host.file("/var/log/webhook-sink.jsonl")
+    if not sink.exists:
+        return False
+    posts = [json.loads(line) for line in sink.content_string.splitlines() if line]
+    return any(a["labels"]["alertname"] == alert and a["status"] == status for post in posts for a in post["alerts"])
+
+
 def test_redis_down_alert_fires_and_verify_reports_it(host):
     """Stops Redis for real: RedisDown turns pending, then firing within its 15 s window,
-    reaches Alertmanager, and two probes of playbooks/verify.yml (installer.py verify) fail
-    naming it."""
+    reaches Alertmanager, which notifies the webhook receiver (and again when it resolves),
+    and two probes of playbooks/verify.yml (installer.py verify) fail naming it."""
     assert not alert_states(host, "RedisDown")
     host.check_output("systemctl stop redis-server")
     try:
@@ -226,6 +235,8 @@ def test_redis_down_alert_fires_and_verify_reports_it(host):
         in_alertmanager = wait_for(lambda: [a for a in api(host, f"{ALERTMANAGER}/api/v2/alerts")
                                             if a["labels"]["alertname"] == "RedisDown"], 30)
         assert in_alertmanager, "Alertmanager did not receive RedisDown"
+        assert wait_for(lambda: notified(host, "RedisDown", "firing"), 30), \
+            "Alertmanager did not notify the webhook receiver of RedisDown"
 
         # installer.py verify runs playbooks/verify.yml and lists each failed probe's message.
         project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
@@ -243,6 +254,8 @@ def test_redis_down_alert_fires_and_verify_reports_it(host):
     finally:
         host.check_output("systemctl start redis-server")
     assert wait_for(lambda: not alert_states(host, "RedisDown"), 60), "RedisDown did not clear after Redis came back"
+    assert wait_for(lambda: notified(host, "RedisDown", "resolved"), 60), \
+        "Alertmanager did not tell the webhook receiver that RedisDown was resolved"
 
 
 def psql_as_monitoring(host, sql: str, database: str = "postgres"):
