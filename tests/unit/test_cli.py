@@ -4,6 +4,7 @@ resolution, and whole runs of the sample project on localhost through ansible-ru
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -16,7 +17,7 @@ from platformctl import inventory, paths
 from platformctl.cli import main, parse
 from platformctl.errors import BadInput
 from platformctl.events import RunState
-from platformctl.runner import RunOptions, playbooks_left_running, run_playbook
+from platformctl.runner import RUNS_KEPT, RunOptions, playbooks_left_running, run_playbook
 
 LOCAL_HOSTS = """\
 all:
@@ -171,18 +172,42 @@ def test_failed_preflight_exits_3_and_changes_nothing(capsys, sample_project, wr
 
 
 def test_cancel_stops_a_running_playbook(sample_project, write_inventory):
-    """What Ctrl-C does: the cancel event ends ansible-playbook and the outcome says interrupted."""
+    """What Ctrl-C does: the cancel event ends ansible-playbook and the outcome says interrupted.
+    Cancelled once the slow task has started (not after a fixed time), with ansible-playbook
+    seen running then: the check that none is left has something to find."""
     folder = write_inventory(LOCAL_HOSTS)
     cancel = threading.Event()
-    timer = threading.Timer(3, cancel.set)
-    timer.start()
+    running_when_cancelled: list[int] = []
+
+    def cancel_once_started(event: dict) -> None:
+        if event.get("event") == "runner_on_start" and not cancel.is_set():
+            running_when_cancelled.extend(playbooks_left_running(folder / "hosts.yml"))
+            cancel.set()
+
     outcome = run_playbook(Path(sample_project, "slow.yml"), folder / "hosts.yml", RunOptions(), RunState(),
-                           run_id="test-cancel", cancel=cancel)
-    timer.cancel()
+                           run_id="test-cancel", cancel=cancel, on_event=cancel_once_started)
+    assert running_when_cancelled, "ansible-playbook was running when the run was cancelled"
     assert outcome.interrupted
     assert outcome.status == "canceled"
     # Ansible's worker runs in a session of its own, out of reach of ansible-runner's kill.
     assert playbooks_left_running(folder / "hosts.yml") == []
+
+
+def test_the_runs_folder_keeps_the_newest_runs(sample_project, write_inventory, tmp_path):
+    """Each run rotates runs/: the RUNS_KEPT newest folders stay, this run's among them."""
+    folder = write_inventory(LOCAL_HOSTS)
+    runs = tmp_path / "runs"
+    for number in range(RUNS_KEPT + 5):
+        old = runs / f"20260101-0000{number:02d}-install-1"
+        old.mkdir(parents=True)
+        os.utime(old, (1_700_000_000 + number, 1_700_000_000 + number))
+    playbook = tmp_path / "facts.yml"
+    playbook.write_text(FACTS_AND_CONFIG)
+    task_results(playbook, folder, RunOptions(), "20261201-000000-install-2")
+    kept = sorted(path.name for path in runs.iterdir())
+    assert len(kept) == RUNS_KEPT, kept
+    assert "20261201-000000-install-2" in kept
+    assert kept[0] == f"20260101-0000{6:02d}-install-1", "the six oldest went"
 
 
 FACTS_AND_CONFIG = """\
