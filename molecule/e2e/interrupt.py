@@ -192,9 +192,15 @@ def main() -> int:
     except subprocess.TimeoutExpired:
         installer.kill()
         output, _ = installer.communicate()
-    time.sleep(2)
-    # Whatever the installer started must be gone with it.
-    report["left_running"] = [commands[pid] for pid in tree if command_line(pid) == commands[pid] != ""]
+    # Whatever the installer started must be gone with it: given up to 30 s to go (a process
+    # ending its cleanup), what is still there then is left behind.
+    gone_by = time.monotonic() + 30
+    while True:
+        left = [commands[pid] for pid in tree if command_line(pid) == commands[pid] != ""]
+        if not left or time.monotonic() > gone_by:
+            break
+        time.sleep(0.5)
+    report["left_running"] = left
     report["rc"] = installer.returncode
     report["output_tail"] = output.splitlines()[-15:]
     print(json.dumps(report, indent=2))
