@@ -34,13 +34,50 @@ SECRET_FORMATS: dict[str, Callable[[], str]] = {
     "hex32": lambda: random.token_hex(32),
     "base64-32": lambda: base64.b64encode(random.token_bytes(32)).decode(),
     "uuid": lambda: str(uuid.uuid4()),
+    "ca": lambda: platform_ca(),  # noqa: PLW0108 (defined below)
 }
 SECRET_FORMS: dict[str, tuple[re.Pattern, str]] = {
     "alnum40": (re.compile(r"^[A-Za-z0-9]{40}$"), "40 letters and digits"),
     "hex32": (re.compile(r"^[0-9a-f]{64}$"), "32 bytes in hex (64 digits 0-9, a-f)"),
     "base64-32": (re.compile(r"^[A-Za-z0-9+/]{43}=$"), "32 bytes in base64 (44 characters)"),
     "uuid": (re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"), "a UUID"),
+    "ca": (re.compile(r"^-----BEGIN PRIVATE KEY-----\n[^-]+-----END PRIVATE KEY-----\n"
+                      r"-----BEGIN CERTIFICATE-----\n[^-]+-----END CERTIFICATE-----\n$"),
+           "a private key and its CA certificate, PEM"),
 }
+# Formats only the roles' own secrets take (not an app's secret_formats).
+PLATFORM_ONLY_FORMATS = ("ca",)
+# How long the platform CA is valid: the hosts' certificates it signs are renewed by each install.
+CA_DAYS = 3650
+
+
+def platform_ca() -> str:
+    """The platform's own certificate authority, which signs the TLS certificates of its
+    services (PostgreSQL): a P-256 key and a self-signed CA certificate, as PEM text."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Platform CA {uuid.uuid4().hex[:8]}")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=CA_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                     crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return (pem_key + certificate.public_bytes(serialization.Encoding.PEM)).decode()
 # A secret the operator was given (a third-party API key): never generated, set with
 # `installer.py secrets --set NAME`.
 GIVEN = "given"

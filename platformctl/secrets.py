@@ -7,6 +7,7 @@ printed. The vault password lives in a 0600 file outside the repository."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from platformctl.manifests import GIVEN, SECRET_FORMATS, SECRET_FORMS
 DEFAULT_FORMAT = "alnum40"
 
 MASK = "********"
+_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----\n[^-]+-----END [A-Z ]*PRIVATE KEY-----\n?")
 
 
 def vault_password_file(inventory: Inventory) -> Path:
@@ -114,7 +116,10 @@ class SecretStore:
         self.save({**self.load(), name: value})
 
     def mask(self) -> Callable[[str], str]:
-        values = sorted((v for v in self.load().values() if len(v) >= 6), key=len, reverse=True)
+        # A private key is masked on its own as well (a task that passes only the key of
+        # the platform CA's value).
+        keys = [block for v in self.load().values() for block in _PRIVATE_KEY.findall(v)]
+        values = sorted((v for v in [*self.load().values(), *keys] if len(v) >= 6), key=len, reverse=True)
 
         def masked(text: str) -> str:
             for value in values:

@@ -380,7 +380,7 @@ def plan(name: str) -> ModuleType:
 
 def _secret_format_problems(app: dict) -> list[tuple[str, str]]:
     problems = []
-    known = [*manifests.SECRET_FORMATS, manifests.GIVEN]
+    known = [f for f in manifests.SECRET_FORMATS if f not in manifests.PLATFORM_ONLY_FORMATS] + [manifests.GIVEN]
     for name, secret_format in (app.get("secret_formats") or {}).items():
         if name not in (app.get("secret_env") or []):
             problems.append((name, "not in secret_env; expected the name of one of the app's secret_env entries"))

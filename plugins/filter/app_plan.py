@@ -48,13 +48,23 @@ def app_service_url(
     *,
     user: str | None = None,
     password: str | None = None,
+    query: str = "",
 ) -> str:
-    """The URL <scheme>://[<user>:<password>@]<address>:<port>[/<database>]: with credentials
-    when `user` is given, the password percent-encoded, "/" included; with a path when
-    `database` is."""
+    """The URL <scheme>://[<user>:<password>@]<address>:<port>[/<database>][?<query>]: with
+    credentials when `user` is given, the password percent-encoded, "/" included; with a
+    path when `database` is; with the query (sslmode=verify-full&...) when given."""
     credentials = "" if user is None else f"{user}:{quote(str(password), safe='')}@"
     path = "" if database is None else f"/{database}"
-    return f"{scheme}://{credentials}{address}:{port}{path}"
+    return f"{scheme}://{credentials}{address}:{port}{path}" + (f"?{query}" if query else "")
+
+
+def app_postgres_tls(service_host: str, inventory_hostname: str, ca_file: str) -> str:
+    """The libpq settings of an app's DATABASE_URL: none when PostgreSQL runs on this host
+    (its traffic stays here); else TLS, verify-full against the platform CA mounted at
+    `ca_file` when there is one ("" for none), else require."""
+    if not service_host or service_host == inventory_hostname:
+        return ""
+    return f"sslmode=verify-full&sslrootcert={ca_file}" if ca_file else "sslmode=require"
 
 
 def app_environment(app: Mapping, secrets: Mapping, service_urls: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
@@ -250,6 +260,7 @@ class FilterModule:
             "app_service_address": app_service_address,
             "app_service_port": app_service_port,
             "app_service_url": app_service_url,
+            "app_postgres_tls": app_postgres_tls,
             "app_environment": app_environment,
             "app_replicas": app_replicas,
             "app_health_urls": app_health_urls,

@@ -73,6 +73,22 @@ def test_mask_hides_every_secret_value(store):
     assert masked == f"url=postgres://platform:{MASK}@db/platform token={MASK}"
 
 
+def test_the_platform_ca_is_a_ca_certificate_and_its_key_and_the_key_alone_is_masked(store):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    store.ensure({"platform_ca": "ca"})
+    value = store.load()["platform_ca"]
+    key_pem, _, rest = value.partition("-----END PRIVATE KEY-----\n")
+    certificate = x509.load_pem_x509_certificate(rest.encode())
+    key = serialization.load_pem_private_key((key_pem + "-----END PRIVATE KEY-----\n").encode(), None)
+    assert certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert certificate.public_key().public_numbers() == key.public_key().public_numbers()
+    masked = store.mask()(f"ownca_privatekey_content: {key_pem}-----END PRIVATE KEY-----\n")
+    assert "PRIVATE KEY" not in masked and masked == f"ownca_privatekey_content: {MASK}"
+    assert rest in store.mask()(rest), "the certificate is public"
+
+
 def test_each_secret_is_generated_in_the_format_its_manifest_gives(store):
     store.ensure({"token": "hex32", "key": "base64-32", "password": "alnum40"})
     values = store.load()

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from functools import cache
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from reach import address_of, connects_from
@@ -83,6 +83,24 @@ def test_app_credentials_work_from_the_app_host():
     cli = run_in(APP, "env", f"REDISCLI_AUTH={redis.password}", "redis-cli", "-h", redis.hostname,
                  "-p", str(redis.port), "--user", redis.username, "ping")
     assert cli.stdout.strip() == "PONG", cli.stdout + cli.stderr
+
+
+def test_postgresql_from_another_host_is_tls_only_verified_against_the_platform_ca():
+    """The app's DATABASE_URL asks libpq for verify-full against the platform CA (mounted in the
+    container, kept on the app host); the database refuses the same login without TLS, and a
+    client that trusts other CAs cannot verify its certificate."""
+    url = app_environment()["DATABASE_URL"]
+    base, _, query = url.partition("?")
+    assert parse_qs(query) == {"sslmode": ["verify-full"], "sslrootcert": ["/etc/platform/tls/ca.crt"]}
+    over_tls = run_in(APP, "psql", url, "-tAc", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+    assert (over_tls.returncode, over_tls.stdout.strip()) == (0, "t"), over_tls.stderr
+    plain = run_in(APP, "psql", f"{base}?sslmode=disable", "-tAc", "SELECT 1")
+    assert plain.returncode != 0 and "no encryption" in plain.stderr, plain.stderr
+    other_cas = run_in(APP, "psql", f"{base}?sslmode=verify-full&sslrootcert=/etc/ssl/certs/ca-certificates.crt",
+                       "-tAc", "SELECT 1")
+    assert other_cas.returncode != 0 and "certificate verify failed" in other_cas.stderr, other_cas.stderr
+    mounted = run_in(APP, "docker", "exec", "api-1", "cat", "/etc/platform/tls/ca.crt")
+    assert mounted.stdout.startswith("-----BEGIN CERTIFICATE-----"), mounted.stderr
 
 
 def test_app_container_reaches_ollama_on_its_host():
