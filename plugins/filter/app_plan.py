@@ -199,6 +199,15 @@ def app_health_urls(apps: Iterable[Mapping], publish_address: str) -> list[str]:
     ]
 
 
+def app_probe_command(urls: Iterable[str], timeout: int = 5) -> list[str]:
+    """One curl for every URL: a line "<HTTP status> <URL>" each (000 for no answer within
+    `timeout` seconds), every answer's body discarded (curl takes one --output per URL)."""
+    command = ["curl", "--silent", "--max-time", str(timeout), "--write-out", "%{http_code} %{url_effective}\n"]
+    for url in urls:
+        command += ["--output", "/dev/null", url]
+    return command
+
+
 # The liveness watcher's defaults (platform_apps[].healthcheck, argument specs).
 LIVENESS_DEFAULTS = {"interval": 10, "failures": 3, "start_period": 30}
 
@@ -267,6 +276,7 @@ class FilterModule:
             "app_liveness_checks": app_liveness_checks,
             "app_probe_paths": app_probe_paths,
             "app_images": app_images,
+            "app_probe_command": app_probe_command,
             "app_container_names": app_container_names,
             "app_containers_not_declared": app_containers_not_declared,
             "app_replicas_missing": app_replicas_missing,

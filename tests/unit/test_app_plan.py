@@ -288,6 +288,7 @@ def test_the_plugin_exposes_every_filter():
         "app_replicas_missing", "app_device_requests", "app_hosts", "app_hosts_by_name", "app_services_here",
         "app_jobs_here", "app_systemd_arguments", "app_environment_of_container", "app_numeric_user",
         "app_liveness_checks", "app_probe_paths", "app_images", "app_postgres_tls",
+        "app_probe_command",
     }
 
 
@@ -420,3 +421,29 @@ def test_postgresql_on_another_host_is_reached_over_tls_verified_against_the_pla
     url = plan.app_service_url("postgresql", "10.0.0.5", 5432, "app", user="u", password=PASSWORDS[0],
                                query=plan.app_postgres_tls("db-1", "app-1", ca))
     assert url.endswith(f"@10.0.0.5:5432/app?sslmode=verify-full&sslrootcert={ca}")
+
+
+def test_one_curl_probes_every_url_and_discards_each_body(tmp_path):
+    """Run for real against a local server: one status line per URL, no body on stdout."""
+    import http.server
+    import subprocess
+    import threading
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/ready" else 503)
+            self.end_headers()
+            self.wfile.write(b"a body that must not be printed")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        out = subprocess.run(plan.app_probe_command([f"{base}/ready", f"{base}/busy", "http://127.0.0.1:9/x"]),
+                             capture_output=True, text=True, check=False).stdout
+    finally:
+        server.shutdown()
+    assert out.splitlines() == [f"200 {base}/ready", f"503 {base}/busy", "000 http://127.0.0.1:9/x"]
