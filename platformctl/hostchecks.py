@@ -8,9 +8,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
-from platformctl import manifests, paths
+from platformctl import manifests
 from platformctl.inventory import LoadedInventory
 
 SUPPORTED_OS = ("Debian 12", "Debian 13", "Ubuntu 22", "Ubuntu 24")
@@ -116,8 +114,7 @@ def _platform_network(probe: dict[str, Any], context: Context) -> Iterator[Findi
     """The platform network's subnet must be no host's own: the docker role's bridge would take
     the host's traffic to that range (the installer's SSH session among it, which then hangs),
     and the firewall rules that let the app containers in would let those machines in too."""
-    defaults = yaml.safe_load((paths.ROLES / "platform" / "defaults" / "main.yml").read_text())
-    settings = {key: context.host_vars.get(key) or defaults[key]
+    settings = {key: context.host_vars.get(key) or manifests.role_default("platform", key)
                 for key in ("platform_network_subnet", "platform_network_gateway")}
     try:
         subnet = ipaddress.ip_network(str(settings["platform_network_subnet"]), strict=False)

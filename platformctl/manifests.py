@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import functools
 import re
 import secrets as random
 import string
@@ -259,6 +260,17 @@ def ansible_roles_dir() -> Path:
         if any(Path(entry).expanduser().glob(f"*/{MANIFEST}")):
             return Path(entry).expanduser()
     return paths.ROLES
+
+
+def role_default(role: str, key: str) -> Any:
+    """A role's default value of `key` (roles/ROLE/defaults/main.yml), as the checks before a
+    run need it where the inventory does not set the key."""
+    return _defaults(paths.ROLES / role / "defaults" / "main.yml")[key]
+
+
+@functools.cache
+def _defaults(file: Path) -> dict[str, Any]:
+    return yaml.safe_load(file.read_text()) or {}
 
 
 def load_all(roles_dir: Path | None = None) -> list[Manifest]:

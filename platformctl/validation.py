@@ -236,7 +236,7 @@ def check_variables(
                 walk = SpecWalk(lambda text, hv=host_vars: _render(loaded, hv, text))
                 walk.value(key, key, host_vars[key], spec)
                 if key == "platform_apps" and not walk.problems:
-                    zones = host_vars.get("nginx_rate_limits", role_default("nginx", "nginx_rate_limits"))
+                    zones = host_vars.get("nginx_rate_limits", manifests.role_default("nginx", "nginx_rate_limits"))
                     walk.problems += app_problems(host_vars[key], loaded.groups(), zones)
                 if key == "nginx_rate_limits" and not walk.problems:
                     walk.problems += rate_zone_problems(host_vars[key])
@@ -256,12 +256,6 @@ def check_variables(
                        + (f"; did you mean {hint[0]}?" if hint else f"; see roles/{role}/README.md"))
     if errors:
         raise BadInput(*errors.values())
-
-
-@functools.cache
-def role_default(role: str, key: str) -> Any:
-    """A role's default value of `key` (roles/ROLE/defaults/main.yml)."""
-    return yaml.safe_load((paths.ROLES / role / "defaults" / "main.yml").read_text())[key]
 
 
 def rate_zone_problems(zones: Any) -> list[tuple[str, str]]:
@@ -316,10 +310,9 @@ def app_problems(apps: list, groups: dict[str, list[str]], rate_zones: dict | No
 
 def _route_zones(app: dict) -> list[tuple[str, str]]:
     """The rate_limit each route names, with where it is (route, routes[N])."""
-    if app.get("route"):
-        return [("route", app["route"]["rate_limit"])] if "rate_limit" in app["route"] else []
-    return [(f"routes[{number}]", route["rate_limit"]) for number, route in enumerate(app.get("routes") or [])
-            if "rate_limit" in route]
+    several = bool(app.get("routes"))
+    return [(f"routes[{number}]" if several else "route", route["rate_limit"])
+            for number, route in enumerate(plan("nginx_plan").app_routes(app)) if "rate_limit" in route]
 
 
 def _route_problems(app: dict, paths_taken: dict[str, str]) -> list[tuple[str, str]]:
