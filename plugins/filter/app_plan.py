@@ -67,6 +67,16 @@ def app_postgres_tls(service_host: str, inventory_hostname: str, ca_file: str) -
     return f"sslmode=verify-full&sslrootcert={ca_file}" if ca_file else "sslmode=require"
 
 
+def app_redis_tls(service_host: str, inventory_hostname: str, ca_file: str) -> str:
+    """The TLS settings of an app's REDIS_URL (redis-py's and Celery's query names): none when
+    Redis runs on this host (its traffic stays here) or there is no platform CA ("" for
+    none); else a verified connection against the CA mounted at `ca_file`. A URL with
+    settings is a rediss:// one, to the host's TLS port."""
+    if not service_host or service_host == inventory_hostname or not ca_file:
+        return ""
+    return f"ssl_cert_reqs=required&ssl_ca_certs={ca_file}"
+
+
 def app_environment(app: Mapping, secrets: Mapping, service_urls: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
     """The environment of `app`: its env, then each secret_env name with its value from
     `secrets`, then the URLs of each service it `uses` (from `service_urls`), later ones
@@ -270,6 +280,7 @@ class FilterModule:
             "app_service_port": app_service_port,
             "app_service_url": app_service_url,
             "app_postgres_tls": app_postgres_tls,
+            "app_redis_tls": app_redis_tls,
             "app_environment": app_environment,
             "app_replicas": app_replicas,
             "app_health_urls": app_health_urls,

@@ -287,7 +287,7 @@ def test_the_plugin_exposes_every_filter():
         "app_replicas", "app_health_urls", "app_container_names", "app_containers_not_declared",
         "app_replicas_missing", "app_device_requests", "app_hosts", "app_hosts_by_name", "app_services_here",
         "app_jobs_here", "app_systemd_arguments", "app_environment_of_container", "app_numeric_user",
-        "app_liveness_checks", "app_probe_paths", "app_images", "app_postgres_tls",
+        "app_liveness_checks", "app_probe_paths", "app_images", "app_postgres_tls", "app_redis_tls",
         "app_probe_command",
     }
 
@@ -421,6 +421,14 @@ def test_postgresql_on_another_host_is_reached_over_tls_verified_against_the_pla
     url = plan.app_service_url("postgresql", "10.0.0.5", 5432, "app", user="u", password=PASSWORDS[0],
                                query=plan.app_postgres_tls("db-1", "app-1", ca))
     assert url.endswith(f"@10.0.0.5:5432/app?sslmode=verify-full&sslrootcert={ca}")
+
+
+def test_redis_on_another_host_is_reached_over_tls_verified_against_the_platform_ca():
+    ca = "/etc/platform/tls/ca.crt"
+    assert plan.app_redis_tls("data-1", "app-1", ca) == f"ssl_cert_reqs=required&ssl_ca_certs={ca}"
+    assert plan.app_redis_tls("node-1", "node-1", ca) == "", "traffic that stays on one host"
+    assert plan.app_redis_tls("data-1", "app-1", "") == "", "no CA: the redis role refuses remote app hosts"
+    assert plan.app_redis_tls("", "app-1", ca) == "", "no redis host"
 
 
 def test_one_curl_probes_every_url_and_discards_each_body(tmp_path):

@@ -28,6 +28,7 @@ EDGE, APP, APP2, DATA = "multinode-edge", "multinode-app", "multinode-app2", "mu
 DOMAIN = "multinode.test"
 GATEWAY = "172.31.0.1"  # platform_network_gateway: Ollama runs on the app host itself
 TIMEOUT = 3
+CA_FILE = "/etc/platform/tls/ca.crt"  # the platform CA's certificate, kept on the app hosts
 
 
 SECRETS_DIR = EPHEMERAL / "secrets"
@@ -79,10 +80,16 @@ def test_app_credentials_work_from_the_app_host():
     # psql and redis-cli with the URLs and credentials the app container got.
     psql = run_in(APP, "psql", env["DATABASE_URL"], "-tAc", "select current_user")
     assert (psql.returncode, psql.stdout.strip()) == (0, "platform"), psql.stderr
-    redis = urlsplit(env["REDIS_URL"])
-    cli = run_in(APP, "env", f"REDISCLI_AUTH={redis.password}", "redis-cli", "-h", redis.hostname,
-                 "-p", str(redis.port), "--user", redis.username, "ping")
+    cli = redis_cli_from_app(env["REDIS_URL"], "--tls", "--cacert", CA_FILE)
     assert cli.stdout.strip() == "PONG", cli.stdout + cli.stderr
+
+
+def redis_cli_from_app(url: str, *options: str, port: int | None = None) -> subprocess.CompletedProcess:
+    """redis-cli PING on the app host with the URL's user and password (the password in the
+    environment, as the app passes it), to the URL's host and `port` (default the URL's)."""
+    redis = urlsplit(url)
+    return run_in(APP, "env", f"REDISCLI_AUTH={redis.password}", "redis-cli", *options, "-h", redis.hostname,
+                  "-p", str(port or redis.port), "--user", redis.username, "ping")
 
 
 def test_postgresql_from_another_host_is_tls_only_verified_against_the_platform_ca():
@@ -91,7 +98,7 @@ def test_postgresql_from_another_host_is_tls_only_verified_against_the_platform_
     client that trusts other CAs cannot verify its certificate."""
     url = app_environment()["DATABASE_URL"]
     base, _, query = url.partition("?")
-    assert parse_qs(query) == {"sslmode": ["verify-full"], "sslrootcert": ["/etc/platform/tls/ca.crt"]}
+    assert parse_qs(query) == {"sslmode": ["verify-full"], "sslrootcert": [CA_FILE]}
     over_tls = run_in(APP, "psql", url, "-tAc", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
     assert (over_tls.returncode, over_tls.stdout.strip()) == (0, "t"), over_tls.stderr
     plain = run_in(APP, "psql", f"{base}?sslmode=disable", "-tAc", "SELECT 1")
@@ -99,8 +106,29 @@ def test_postgresql_from_another_host_is_tls_only_verified_against_the_platform_
     other_cas = run_in(APP, "psql", f"{base}?sslmode=verify-full&sslrootcert=/etc/ssl/certs/ca-certificates.crt",
                        "-tAc", "SELECT 1")
     assert other_cas.returncode != 0 and "certificate verify failed" in other_cas.stderr, other_cas.stderr
-    mounted = run_in(APP, "docker", "exec", "api-1", "cat", "/etc/platform/tls/ca.crt")
+    mounted = run_in(APP, "docker", "exec", "api-1", "cat", CA_FILE)
     assert mounted.stdout.startswith("-----BEGIN CERTIFICATE-----"), mounted.stderr
+
+
+def test_redis_from_another_host_is_tls_only_verified_against_the_platform_ca():
+    """The app's REDIS_URL is rediss:// to the TLS port, verified against the platform CA
+    (for redis-py and Celery in the URL, for Node's clients in NODE_EXTRA_CA_CERTS); the
+    certificate names the data host and is signed by no public CA; the plain port, where a
+    password would cross the network in clear, is closed to the app host."""
+    env = app_environment()
+    url = urlsplit(env["REDIS_URL"])
+    assert (url.scheme, url.port) == ("rediss", 6380), env["REDIS_URL"]
+    assert parse_qs(url.query) == {"ssl_cert_reqs": ["required"], "ssl_ca_certs": [CA_FILE]}
+    assert env["NODE_EXTRA_CA_CERTS"] == CA_FILE
+    assert redis_cli_from_app(env["REDIS_URL"], "--tls", "--cacert", CA_FILE).stdout.strip() == "PONG"
+    plain_on_tls_port = redis_cli_from_app(env["REDIS_URL"])
+    assert "PONG" not in plain_on_tls_port.stdout, plain_on_tls_port.stdout
+    data = address_of(DATA)
+    for ca, verified in ((CA_FILE, True), ("/etc/ssl/certs/ca-certificates.crt", False)):
+        handshake = run_in(APP, "sh", "-c", f"openssl s_client -connect {data}:6380 -CAfile {ca} "
+                           f"-verify_ip {data} -verify_return_error -brief </dev/null")
+        assert (handshake.returncode == 0) == verified, handshake.stdout + handshake.stderr
+    assert not connects_from(APP, data, 6379), "the plain port is open to the app host"
 
 
 def test_app_container_reaches_ollama_on_its_host():
@@ -111,7 +139,7 @@ def test_app_container_reaches_ollama_on_its_host():
     assert json.loads(out.stdout)["version"] == "0.12.6"
 
 
-@pytest.mark.parametrize("port", [5432, 6379])
+@pytest.mark.parametrize("port", [5432, 6380])
 def test_data_services_accept_only_the_app_host(port):
     data = address_of(DATA)
     assert connects_from(APP, data, port)
