@@ -30,10 +30,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import testhosts  # noqa: E402  (beside this script)
+
 from platformctl import inventory, paths, secrets  # noqa: E402  (the package beside bench/)
 
 BIN = Path(sys.executable).parent
-HOST = "e2e-debian12"
+HOST = testhosts.E2E_HOST
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
@@ -46,23 +48,9 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
-def molecule(env: dict[str, str], *args: str, check: bool = True) -> None:
-    proc = subprocess.run([str(BIN / "molecule"), *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          check=False)
-    if check and proc.returncode != 0:
-        sys.exit(f"molecule {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
-
-
 def load() -> str:
     with open("/proc/loadavg") as loadavg:
         return " ".join(loadavg.read().split()[:3])
-
-
-def fresh_host(env: dict[str, str]) -> None:
-    molecule(env, "destroy", "-s", "e2e", check=False)
-    molecule(env, "create", "-s", "e2e")
-    molecule(env, "prepare", "-s", "e2e")
-    molecule(env, "converge", "-s", "e2e", "--", "--tags", "e2e_inventory")
 
 
 def measured(name: str, argv: list[str], env: dict[str, str], times: dict[str, list[float]]) -> None:
@@ -90,7 +78,7 @@ def main() -> None:
         installer = [sys.executable, "installer.py", "--inventory", folder]
         try:
             for _ in range(0 if args.installed else args.first_installs):
-                fresh_host(env)
+                testhosts.fresh_e2e_host(env)
                 measured("first install", installer, env, times)
             for _ in range(rounds):
                 measured("no-op rerun", installer, env, times)
@@ -107,7 +95,7 @@ def main() -> None:
                 measured("installer check", [*installer, "check"], env, times)
         finally:
             if not args.installed:
-                molecule(env, "destroy", "-s", "e2e", check=False)
+                testhosts.destroy_e2e_host(env)
 
     print(f"\nmedians (load after the run {load()}):")
     for name, values in times.items():

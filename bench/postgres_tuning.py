@@ -25,6 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import testhosts  # beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CONTAINER = "bench-postgres-tuning"
@@ -39,17 +41,6 @@ def sh(*command: str, capture: bool = False) -> str:
 
 def in_container(script: str) -> str:
     return sh("docker", "exec", CONTAINER, "bash", "-euo", "pipefail", "-c", script, capture=True)
-
-
-def start_container() -> None:
-    subprocess.run(["docker", "rm", "-f", CONTAINER], check=False, capture_output=True)
-    # The settings that run systemd without --privileged (shared/CI-MACHINE.md).
-    caps = [f"--cap-add={cap}" for cap in ("SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH",
-                                          "IPC_LOCK", "SYS_NICE")]
-    sh("docker", "run", "-d", "--name", CONTAINER, *caps, "--security-opt", "seccomp=unconfined",
-       "--security-opt", "apparmor=unconfined", "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-       "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp", "--shm-size=1g",  # noqa: S108 (in the container)
-       "platform-test-debian12:latest", "/lib/systemd/systemd")
 
 
 def converge_role(workdir: Path) -> None:
@@ -100,7 +91,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the container")
     args = parser.parse_args()
 
-    start_container()
+    testhosts.start_systemd_container(CONTAINER, "--shm-size=1g")
     try:
         with tempfile.TemporaryDirectory() as workdir:
             converge_role(Path(workdir))
@@ -119,7 +110,7 @@ def main() -> int:
         print(f"median  stock {stock:.1f} tps  role {role:.1f} tps  ratio role/stock {role / stock:.2f}")
     finally:
         if not args.keep:
-            subprocess.run(["docker", "rm", "-f", CONTAINER], check=False, capture_output=True)
+            testhosts.remove_container(CONTAINER)
     return 0
 
 

@@ -27,9 +27,49 @@ print("\\n".join(uu.get_allowed_origins()))
 
 @pytest.mark.parametrize("package", [
     "procps", "chrony", "unattended-upgrades", "ca-certificates", "curl", "gnupg", "python3-apt",
+    "kmod", "libpam-tmpdir", "libpam-pwquality", "debsums", "sysstat",
 ])
 def test_base_package_is_installed(host, package):
     assert host.package(package).is_installed
+
+
+def test_new_accounts_get_password_ageing_and_a_private_umask(host):
+    """useradd reads /etc/login.defs: a user made now gets the role's password ageing, and a
+    login shell of it the umask 027."""
+    host.run("userdel -r platform-test-user")
+    assert host.run("useradd -m -s /bin/bash platform-test-user").rc == 0
+    try:
+        ageing = host.check_output("chage -l platform-test-user")
+        assert "Maximum number of days between password change\t\t: 365" in ageing, ageing
+        assert "Minimum number of days between password change\t\t: 1" in ageing, ageing
+        assert host.check_output("su - platform-test-user -c umask") == "0027"
+    finally:
+        host.run("userdel -r platform-test-user")
+
+
+@pytest.mark.parametrize("module", ["dccp", "sctp", "firewire-core", "cramfs"])
+def test_unused_kernel_modules_never_load(host, module):
+    """modprobe's own reading of its configuration: loading the module runs /bin/false instead."""
+    assert f"install {module.replace('-', '_')} /bin/false" in host.check_output("modprobe --showconfig")
+
+
+def test_usb_storage_stays_loadable_for_offline_bundles(host):
+    assert "usb-storage" not in host.file("/etc/modprobe.d/60-platform.conf").content_string
+
+
+def test_login_sessions_dump_no_core(host):
+    """pam_limits gives a login session the hard limit of 0."""
+    assert host.check_output("su - root -c 'ulimit -H -c'") == "0"
+
+
+def test_logins_show_the_banner(host):
+    for path in ("/etc/issue", "/etc/issue.net"):
+        assert host.file(path).content_string.startswith("Authorized access only."), path
+
+
+def test_sysstat_collects(host):
+    assert 'ENABLED="true"' in host.file("/etc/default/sysstat").content_string
+    assert host.service("sysstat").is_enabled
 
 
 def test_time_zone_is_set(host):

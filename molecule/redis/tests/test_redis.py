@@ -51,11 +51,11 @@ def info(host, hostvars, section: str) -> dict[str, str]:
     return dict(line.split(":", 1) for line in lines if ":" in line)
 
 
-def resp(address: str, *command: str) -> bytes:
+def resp(address: str, *command: str, port: str = PORT) -> bytes:
     """One command in the Redis protocol over TCP; returns the raw first reply line."""
     request = f"*{len(command)}\r\n".encode() + b"".join(
         f"${len(part)}\r\n{part}\r\n".encode() for part in command)
-    with socket.create_connection((address, int(PORT)), timeout=5) as conn:
+    with socket.create_connection((address, int(port)), timeout=5) as conn:
         conn.sendall(request)
         return conn.recv(4096).split(b"\r\n", 1)[0]
 
@@ -177,6 +177,40 @@ def test_network_address_answers_only_where_remote_apps_exist(host, hostvars):
     else:
         with pytest.raises(ConnectionRefusedError):
             resp(address, "PING")
+
+
+TLS_PORT = "6380"
+TLS_DIR = "/etc/redis/tls"
+
+
+def test_tls_port_only_where_remote_apps_exist(host, hostvars):
+    """A host with app hosts elsewhere serves them on the TLS port, with a certificate for
+    its address signed by the platform CA (prepare.yml made it; no public CA signs it); the
+    app user's PING works over TLS and a plain-text client on that port gets nothing."""
+    address = network_address(host)
+    remote_apps = [name for name in hostvars["groups"]["app"] if name != hostvars["inventory_hostname"]]
+    if not remote_apps:
+        assert not host.socket(f"tcp://0.0.0.0:{TLS_PORT}").is_listening
+        assert not host.file(TLS_DIR).exists
+        return
+    platform_ca = (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "platform_ca.pem").read_text()
+    ca_certificate = platform_ca[platform_ca.index("-----BEGIN CERTIFICATE-----"):]
+    assert host.file(f"{TLS_DIR}/ca.crt").content_string.strip() == ca_certificate.strip()
+    key = host.file(f"{TLS_DIR}/server.key")
+    assert (key.user, key.mode) == ("redis", 0o600)
+    for ca, verified in ((f"{TLS_DIR}/ca.crt", True), ("/etc/ssl/certs/ca-certificates.crt", False)):
+        handshake = host.run(f"openssl s_client -connect {address}:{TLS_PORT} -CAfile {ca} -verify_ip {address} "
+                             "-verify_return_error -brief </dev/null")
+        assert (handshake.rc == 0) == verified, handshake.stdout + handshake.stderr
+    ping = host.run("REDISCLI_AUTH=%s redis-cli --tls --cacert %s -h %s -p %s --user %s PING",
+                    hostvars["platform_secrets"]["redis_app_password"], f"{TLS_DIR}/ca.crt", address, TLS_PORT,
+                    "platform")
+    assert ping.stdout.strip() == "PONG", ping.stdout + ping.stderr
+    try:
+        reply = resp(address, "PING", port=TLS_PORT)
+    except OSError:  # reset, or no answer
+        reply = b""
+    assert not reply.startswith((b"+", b"-")), f"a plain-text client got a Redis reply: {reply!r}"
 
 
 def ansible_playbook(playbook: Path, *extra: str) -> subprocess.CompletedProcess:
