@@ -33,16 +33,16 @@ def test_base_package_is_installed(host, package):
     assert host.package(package).is_installed
 
 
-def test_new_accounts_get_password_ageing_and_a_private_umask(host):
+def test_new_accounts_get_password_ageing_and_a_private_home(host):
     """useradd reads /etc/login.defs: a user made now gets the role's password ageing, and a
-    login shell of it the umask 027."""
+    home folder that UMASK 027 keeps from other users."""
     host.run("userdel -r platform-test-user")
     assert host.run("useradd -m -s /bin/bash platform-test-user").rc == 0
     try:
         ageing = host.check_output("chage -l platform-test-user")
         assert "Maximum number of days between password change\t\t: 365" in ageing, ageing
         assert "Minimum number of days between password change\t\t: 1" in ageing, ageing
-        assert host.check_output("su - platform-test-user -c umask") == "0027"
+        assert host.file("/home/platform-test-user").mode == 0o750
     finally:
         host.run("userdel -r platform-test-user")
 
