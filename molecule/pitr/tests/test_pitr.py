@@ -31,6 +31,8 @@ testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_ho
 assert testinfra_hosts, f"no host of group postgres in {INVENTORY}: every test would be skipped"
 
 SECRETS = SCENARIO["group_vars"]["all"]["platform_secrets"]
+# The S3 stand-in's access key, which prepare.yml had it make (the inventory reads this file).
+S3_CREDENTIALS = json.loads((EPHEMERAL / "s3-credentials.json").read_text())
 APP_PASSWORD = SECRETS["postgresql_app_password"]
 REDIS_BACKUP_DIR = "/var/backups/platform/redis"
 REPOSITORIES = (1, 2)  # local and S3 (a stand-in, see prepare.yml)
@@ -48,7 +50,10 @@ def operator_inventory() -> Path:
     (folder / "group_vars" / "all").mkdir(parents=True, exist_ok=True)
     hosts = {"all": {"vars": {"ansible_connection": "community.docker.docker"}, **SCENARIO["hosts"]["all"]}}
     (folder / "hosts.yml").write_text(yaml.safe_dump(hosts))
-    settings = {k: v for k, v in SCENARIO["group_vars"]["all"].items() if k != "platform_secrets"}
+    settings = {k: v for k, v in SCENARIO["group_vars"]["all"].items()
+                if k not in ("platform_secrets", "pitr_s3_credentials")}
+    settings |= {"postgresql_pgbackrest_s3_key": S3_CREDENTIALS["key"],
+                 "postgresql_pgbackrest_s3_key_secret": S3_CREDENTIALS["secret"]}
     (folder / "group_vars" / "all" / "main.yml").write_text(yaml.safe_dump(settings))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PLATFORMCTL_SECRETS_DIR", str(SECRETS_DIR))
@@ -121,14 +126,32 @@ def test_s3_repository_is_encrypted_and_has_a_full_backup(host):
     assert s3["status"]["code"] == 0, s3
     assert s3["cipher"] == "aes-256-cbc"
     assert backups(host, "full", 2)
-    variables = SCENARIO["group_vars"]["all"]
+    assert read_s3_object(host, S3_CREDENTIALS["key"], S3_CREDENTIALS["secret"]).stdout == "Salted__"
+
+
+def read_s3_object(host, key: str, secret: str):
+    """The first bytes of S3_OBJECT, read with boto3 on the host with this access key."""
+    bucket = SCENARIO["group_vars"]["all"]["postgresql_pgbackrest_s3_bucket"]
     read_object = (
         "import sys, boto3; sys.stdout.buffer.write(boto3.client('s3', endpoint_url='https://s3.pitr.test:9000', "
-        f"region_name='us-east-1', verify='/opt/s3-standin/ca.crt', "
-        f"aws_access_key_id='{variables['postgresql_pgbackrest_s3_key']}', "
-        f"aws_secret_access_key='{variables['postgresql_pgbackrest_s3_key_secret']}').get_object("
-        f"Bucket='{variables['postgresql_pgbackrest_s3_bucket']}', Key='{S3_OBJECT}')['Body'].read()[:8])")
-    assert host.check_output("/opt/s3-standin/venv/bin/python -c %s", read_object) == "Salted__"
+        f"region_name='us-east-1', verify='/opt/s3-standin/ca.crt', aws_access_key_id='{key}', "
+        f"aws_secret_access_key='{secret}').get_object(Bucket='{bucket}', Key='{S3_OBJECT}')['Body'].read()[:8])")
+    return host.run("/opt/s3-standin/venv/bin/python -c %s", read_object)
+
+
+def test_s3_store_refuses_a_wrong_key(host):
+    """The stand-in checks keys and signatures as real S3 does: the right key reads (positive
+    control), a wrong secret or an unknown key is refused, and so is pgBackRest with a wrong
+    secret (the environment overrides its configuration file)."""
+    assert read_s3_object(host, S3_CREDENTIALS["key"], S3_CREDENTIALS["secret"]).rc == 0
+    wrong_secret = read_s3_object(host, S3_CREDENTIALS["key"], "not-" + S3_CREDENTIALS["secret"])
+    assert wrong_secret.rc != 0 and "SignatureDoesNotMatch" in wrong_secret.stderr, wrong_secret.stderr
+    unknown_key = read_s3_object(host, "AKIAUNKNOWNKEY000000", S3_CREDENTIALS["secret"])
+    assert unknown_key.rc != 0 and "InvalidAccessKeyId" in unknown_key.stderr, unknown_key.stderr
+    repo = host.run("PGBACKREST_REPO2_S3_KEY_SECRET=wrong runuser -u postgres -- "
+                    "pgbackrest --stanza=platform --repo=2 info --output=json")
+    status = json.loads(repo.stdout)[0]["repo"][0]["status"] if repo.rc == 0 else {"code": repo.rc}
+    assert status["code"] != 0, repo.stdout + repo.stderr
 
 
 def test_installer_backup_covers_postgresql_and_redis(host, operator_inventory):
