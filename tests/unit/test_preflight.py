@@ -58,6 +58,11 @@ def test_each_check_fails_with_what_was_found(changes, check, found):
     assert checks(probe(**changes))[check] == (found, True)
 
 
+def test_an_untested_release_is_a_warning_that_says_so():
+    found, fatal = checks(probe(os="Ubuntu 24", os_version="24.04"))["operating system"]
+    assert (found, fatal) == ("Ubuntu 24 (24.04)", False)
+
+
 # An installed host's addresses: loopback, its LAN, Docker's bridge and the platform network's.
 INSTALLED_ADDRESSES = [{"address": "127.0.0.1", "prefix": "8"}, {"address": "10.20.0.5", "prefix": "16"},
                        {"address": "172.17.0.1", "prefix": "16"}, {"address": "172.31.0.1", "prefix": "24"}]
