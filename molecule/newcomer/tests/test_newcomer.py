@@ -76,3 +76,22 @@ def test_nginx_answers_over_tls_with_the_installed_certificate(host):
                            capture_output=True, text=True, timeout=60, check=False)
     assert probe.returncode == 0, probe.stderr
     assert 200 <= int(probe.stdout) < 500, probe.stdout
+
+
+WORK_PROBE = """
+import ssl, urllib.request
+context = ssl.create_default_context(cafile="/etc/nginx/tls/localhost.crt")
+print(urllib.request.urlopen("https://localhost/api/work", context=context, timeout=60).read().decode())
+"""
+
+
+def test_the_app_works_on_debian_13():
+    """The demo app the Debian 13 machine's inventory adds, through nginx: its own clients
+    (psycopg2, redis-py, Ollama's API) do what an app does with the URLs it was given."""
+    probe = subprocess.run(["docker", "exec", "newcomer-debian13", "python3", "-c", WORK_PROBE],
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert probe.returncode == 0, probe.stderr
+    work = json.loads(probe.stdout)
+    assert work["DATABASE_URL"]["ok"] and work["DATABASE_URL"]["user"] == "platform", work
+    assert work["REDIS_URL"]["ok"] and work["REDIS_URL"]["user"] == "platform", work
+    assert work["OLLAMA_BASE_URL"]["ok"], work
