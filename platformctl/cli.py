@@ -323,6 +323,8 @@ def next_steps(session: Session) -> list[str]:
         steps.append(f"Credentials: {session.inventory.display_path(session.store.file)} (vault password in "
                      f"{session.store.password_file}); view with `ansible-vault view --vault-password-file "
                      f"{session.store.password_file} {session.inventory.display_path(session.store.file)}`")
+        steps.append(f"Keep a copy of {session.store.password_file} off the platform's hosts: without it the "
+                     "vault, and the backups encrypted with its secrets, cannot be read.")
     steps.append(f"Next: `python3 installer.py check --inventory {inv}` finds drift at any time; "
                  f"`python3 installer.py verify --inventory {inv}` probes every service.")
     return steps

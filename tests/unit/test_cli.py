@@ -328,3 +328,20 @@ def test_refused_restore_exits_1_with_the_reason_and_restores_nothing(capsys, sa
     assert document["restored"] == {}
     assert [f["message"] for f in document["failures"]] == [
         "Cannot restore to 2000-01-01 00:00:00+00: the backups cover 2001 to now. Nothing was stopped or changed."]
+
+
+def test_the_summary_says_to_keep_the_vault_password_off_the_platform(tmp_path):
+    """The encrypted backups' passphrases are in the vault: losing the hosts must not lose its password."""
+    from types import SimpleNamespace
+
+    from platformctl import cli
+
+    vault, password = tmp_path / "secrets.yml", tmp_path / "vault.pass"
+    vault.write_text("$ANSIBLE_VAULT;1.1;AES256\n")
+    session = SimpleNamespace(
+        args=SimpleNamespace(inventory="prod"),
+        loaded=SimpleNamespace(hosts=lambda group: [], host_vars=lambda host: {}),
+        store=SimpleNamespace(file=vault, password_file=password),
+        inventory=SimpleNamespace(display_path=str))
+    steps = cli.next_steps(session)
+    assert any(step.startswith(f"Keep a copy of {password} off the platform's hosts") for step in steps), steps
