@@ -13,7 +13,8 @@ fresh host), then no-op reruns (preflight, site.yml and verify) and `check`, `--
 each, and prints every run with the machine's load and the median of each. Then it
 alternates `ansible-playbook --check --diff playbooks/site.yml` with `installer.py check`
 (the same playbook in the same mode, with the same configuration, roles and vault
-password: the difference is the installer's own work) and prints the ratio.
+password: the difference is the installer's own work) and prints the ratio. Not beside the
+e2e scenario: it uses that scenario's host name and network.
 """
 
 from __future__ import annotations
