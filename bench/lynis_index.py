@@ -52,6 +52,24 @@ SUGGESTIONS_LEFT = {
                  "alarms on every deploy; left to the site's file integrity tooling.",
     "HRDN-7230": "A malware scanner is the site's choice; none is added.",
     "TOOL-5002": "Ansible runs from the controller and leaves no agent on the host.",
+    "AUTH-9284": "The locked accounts are the system users of the packages (postgres, redis, ...), locked by design.",
+    "PKGS-7394": "apt-show-versions hooks every package list update to rebuild its cache, slowing each run; "
+                 "`apt list --upgradable` tells the same.",
+    "NETW-3200": "Should not stay: common_disabled_kernel_modules keeps these protocols from loading.",
+    "FIRE-4513": "Rules with no packets yet: the ports they open have not been used since the firewall started.",
+    "HTTP-6710": "nginx serves Mozilla's intermediate TLS settings (TLS 1.2 and 1.3, ECDHE ciphers), which Lynis's "
+                 "older profile does not know.",
+    "HTTP-6712": "Health and metrics locations are not logged (a probe every few seconds would drown the log).",
+    "SSH-7408": "Kept where a stricter value can lock someone out: MaxAuthTries 6 (an agent with several keys), "
+                "MaxSessions 10 (Ansible's multiplexed sessions), root login with a key, port 22 (the site's choice).",
+    "DBS-1884": "Redis authenticates with ACL users (users.conf), which Lynis's requirepass check does not read.",
+    "DBS-1886": "The ACL denies CONFIG to every user, which renaming the command would only hide.",
+    "DBS-1888": "Redis listens on loopback and on the platform network's gateway for the app containers on the host.",
+    "LOGG-2154": "Shipping logs to a central host is the site's choice (journald's upload or its own agent).",
+    "ACCT-9622": "Process accounting (acct) needs CAP_SYS_PACCT, which a container lacks, and logs every process of "
+                 "a host that runs containers all day; left to the site.",
+    "HOME-9304": "The test's own admin user was made before the install, with Debian's default umask; accounts "
+                 "made afterwards get private home folders (common_login_defs).",
 }
 
 

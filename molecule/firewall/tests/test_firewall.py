@@ -124,7 +124,7 @@ def test_sshd_runs_hardened(host):
     assert settings["allowtcpforwarding"] == "no"
     assert settings["allowagentforwarding"] == "no"
     assert settings["permittunnel"] == "no"
-    assert (settings["clientaliveinterval"], settings["clientalivecountmax"]) == ("300", "3")
+    assert (settings["clientaliveinterval"], settings["clientalivecountmax"]) == ("300", "2")
     assert (settings["loglevel"], settings["compression"], settings["tcpkeepalive"]) == ("VERBOSE", "no", "no")
     assert host.file("/etc/ssh/sshd_config.d/60-platform.conf").contains("^PasswordAuthentication no$")
 
