@@ -57,8 +57,8 @@ SUGGESTIONS_LEFT = {
                  "`apt list --upgradable` tells the same.",
     "NETW-3200": "Should not stay: common_disabled_kernel_modules keeps these protocols from loading.",
     "FIRE-4513": "Rules with no packets yet: the ports they open have not been used since the firewall started.",
-    "HTTP-6710": "nginx serves Mozilla's intermediate TLS settings (TLS 1.2 and 1.3, ECDHE ciphers), which Lynis's "
-                 "older profile does not know.",
+    "HTTP-6710": "ssl_prefer_server_ciphers off, as Mozilla's intermediate profile sets it: every cipher offered "
+                 "is strong, so the client picks the one fastest for it.",
     "HTTP-6712": "Health and metrics locations are not logged (a probe every few seconds would drown the log).",
     "SSH-7408": "Kept where a stricter value can lock someone out: MaxAuthTries 6 (an agent with several keys), "
                 "MaxSessions 10 (Ansible's multiplexed sessions), root login with a key, port 22 (the site's choice).",
