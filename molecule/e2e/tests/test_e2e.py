@@ -285,6 +285,31 @@ def test_drift_is_reported_item_by_item_then_repaired(drifted_host):
     assert host.docker("api-1").is_running
 
 
+def started_at(host, container: str) -> str:
+    return host.check_output("docker inspect -f '{{.State.StartedAt}}' %s", container)
+
+
+def test_a_restore_stops_the_apps_that_use_the_database_and_starts_them_again(host):
+    """installer.py restore --latest: a row committed and archived before it is back, the api
+    replicas (which use postgres) were stopped and started again and work, and the front end
+    and the worker (which do not) were left running."""
+    psql = "runuser -u postgres -- psql -d platform -qtAc %s"
+    host.check_output(psql, "CREATE TABLE IF NOT EXISTS e2e_restore (mark text); "
+                            "INSERT INTO e2e_restore SELECT md5(random()::text)")
+    host.check_output(psql, "SELECT pg_switch_wal()")  # archive the WAL that holds the row
+    rows = "SELECT string_agg(mark, ',' ORDER BY mark) FROM e2e_restore"
+    committed = host.check_output(psql, rows)
+    before = {name: started_at(host, name) for name in ("api-1", "api-2", "frontend-1", "worker-1")}
+    proc = installer("restore", "--latest", "--yes")
+    assert proc.returncode == 0, "installer.py restore failed (output above)"
+    assert committed and host.check_output(psql, rows) == committed
+    after = {name: started_at(host, name) for name in before}
+    assert after["api-1"] != before["api-1"] and after["api-2"] != before["api-2"], (before, after)
+    assert (after["frontend-1"], after["worker-1"]) == (before["frontend-1"], before["worker-1"])
+    work = json.loads(fetch(host, "/api/work"))
+    assert work["DATABASE_URL"]["ok"], work
+
+
 def replica_env(host, replica: str) -> dict[str, str]:
     listed = json.loads(host.check_output(f"docker inspect --format '{{{{json .Config.Env}}}}' {replica}"))
     return dict(item.split("=", 1) for item in listed)
