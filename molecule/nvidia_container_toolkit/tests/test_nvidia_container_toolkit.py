@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import testinfra.utils.ansible_runner
+import yaml
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
     os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
@@ -100,9 +101,7 @@ def test_docker_engine_loaded_the_runtime(installed_host):
     assert "runc" in runtimes
 
 
-def test_cdi_spec_and_udev_rule(installed_host):
-    spec = installed_host.file("/etc/cdi/nvidia.yaml")
-    assert spec.contains("^kind: nvidia.com/gpu$")
+def test_udev_rule_makes_the_device_links(installed_host):
     rule = installed_host.file("/etc/udev/rules.d/71-nvidia-dev-char.rules")
     assert rule.contains("create-dev-char-symlinks --create-all")
 
@@ -139,3 +138,44 @@ def test_a_signing_key_that_is_not_the_pinned_one_stops_the_run(installed_host):
         restored = converge(installed_host)
         assert restored.returncode == 0, restored.stdout[-3000:]
     assert installed_host.file(KEYRING).exists
+
+
+CDI_SPEC = "/etc/cdi/nvidia.yaml"
+STANDIN_GPUS = "/etc/nvidia-ctk-standin.gpus"  # the GPUs the stand-in nvidia-ctk finds (default: 0)
+
+
+def cdi_devices(host) -> list[str]:
+    return [device["name"] for device in yaml.safe_load(host.file(CDI_SPEC).content_string)["devices"]]
+
+
+def task_changed(run: subprocess.CompletedProcess, task: str) -> bool:
+    """Whether the converge's output reports `task` changed."""
+    section = run.stdout.split(f"TASK [nvidia_container_toolkit : {task}]", 1)[1].split("TASK [", 1)[0]
+    return "changed:" in section
+
+
+def generated(host) -> str:
+    return host.run_expect([0], "nvidia-ctk cdi generate").stdout
+
+
+def test_the_cdi_specification_follows_the_gpus_nvidia_ctk_finds(installed_host):
+    """The role installs what `nvidia-ctk cdi generate` makes of the host's GPUs at each run:
+    a GPU more changes the specification, and a hand edit is put back."""
+    host = installed_host
+    install_task = "Install the CDI specification when it differs"
+    assert host.file(CDI_SPEC).content_string == generated(host)
+    assert cdi_devices(host) == ["0", "all"]
+    assert (host.file(CDI_SPEC).user, host.file(CDI_SPEC).mode) == ("root", 0o644)
+    try:
+        host.run_expect([0], f"echo '0 1' > {STANDIN_GPUS}")
+        grown = converge(host)
+        assert grown.returncode == 0, grown.stdout[-3000:]
+        assert task_changed(grown, install_task)
+        assert cdi_devices(host) == ["0", "1", "all"]
+    finally:
+        host.run_expect([0], f"rm -f {STANDIN_GPUS} && echo '# edited by hand' >> {CDI_SPEC}")
+        repaired = converge(host)
+    assert repaired.returncode == 0, repaired.stdout[-3000:]
+    assert task_changed(repaired, install_task)
+    assert host.file(CDI_SPEC).content_string == generated(host)
+    assert cdi_devices(host) == ["0", "all"]

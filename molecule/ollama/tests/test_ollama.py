@@ -148,31 +148,48 @@ def test_verify_fails_when_the_api_answers_where_it_should_not(host):
     assert "it should be 127.0.0.1, 172.31.0.1 only" in printed
 
 
+MODELS = "/var/lib/ollama/models"
+OFFLINE = SCENARIO / "standin-models"  # molecule.yml's ollama_models_src
+
+
+def manifest(model: str) -> str:
+    name, tag = model.split(":")
+    return f"{MODELS}/manifests/registry.ollama.ai/library/{name}/{tag}"
+
+
+def modified(host, path: str) -> str:
+    """The file's modification time to the nanosecond: a pull or a copy rewrites it."""
+    return host.check_output("stat -c %y %s", path)
+
+
 def model_names(host) -> set[str]:
     return {model["name"] for model in api(host, "/api/tags")["models"]}
 
 
 def test_models_present_and_owned(host):
     assert {"qwen2:0.5b", "standin-offline:1b"} <= model_names(host)
-    models = "/var/lib/ollama/models"
-    for path in (models, f"{models}/manifests/registry.ollama.ai/library/qwen2/0.5b",
-                 f"{models}/manifests/registry.ollama.ai/library/standin-offline/1b"):
+    for path in (MODELS, manifest("qwen2:0.5b"), manifest("standin-offline:1b")):
         assert host.file(path).user == "ollama"
-    assert host.file(models).mode == 0o750
+    assert host.file(MODELS).mode == 0o750
 
 
-def test_missing_models_pulled_once_present_ones_never(host):
-    journal = host.check_output("journalctl -u ollama -o cat --no-pager")
-    assert journal.count("POST /api/pull qwen2:0.5b") == 1
-    # Copied from the offline folder, so never pulled.
-    assert "POST /api/pull standin-offline:1b" not in journal
+def test_the_offline_model_is_copied_and_the_other_pulled(host):
+    """standin-offline:1b is the offline folder's, byte for byte (copied, not pulled); qwen2,
+    which the folder lacks, is there, so it was pulled."""
+    offline = "standin-offline:1b"
+    copied = (OFFLINE / manifest(offline).removeprefix(f"{MODELS}/")).read_text()
+    assert host.file(manifest(offline)).content_string == copied
+    assert not (OFFLINE / manifest("qwen2:0.5b").removeprefix(f"{MODELS}/")).exists()
+    assert "qwen2:0.5b" in model_names(host)
 
 
-def test_unlisted_model_removed_only_when_asked(host):
-    """A model dropped from ollama_models stays, unless ollama_models_remove_unlisted."""
+def test_unlisted_model_removed_only_when_asked_and_present_ones_never_fetched_again(host):
+    """A model dropped from ollama_models stays, unless ollama_models_remove_unlisted; a model
+    already present is neither pulled nor copied again (its manifest is not rewritten)."""
     only_on(host, "debian12")
     unlisted = "standin-offline:1b"
     listed_only = '{"ollama_models": ["qwen2:0.5b"], "ollama_models_src": ""}'
+    present = modified(host, manifest("qwen2:0.5b"))
     try:
         kept = converge(host, listed_only)
         assert kept.returncode == 0, kept.stdout
@@ -180,13 +197,14 @@ def test_unlisted_model_removed_only_when_asked(host):
         removed = converge(host, listed_only, '{"ollama_models_remove_unlisted": true}')
         assert removed.returncode == 0, removed.stdout
         assert model_names(host) == {"qwen2:0.5b"}
-        journal = host.check_output("journalctl -u ollama -o cat --no-pager")
-        assert journal.count(f"DELETE /api/delete {unlisted}") == 1
+        assert not host.file(manifest(unlisted)).exists
+        assert modified(host, manifest("qwen2:0.5b")) == present
     finally:
         # molecule.yml's settings copy the offline model back.
         restore = converge(host)
         assert restore.returncode == 0, restore.stdout
-        assert unlisted in model_names(host)
+    assert unlisted in model_names(host)
+    assert modified(host, manifest("qwen2:0.5b")) == present
 
 
 def test_wrong_checksum_fails_the_run(host):
