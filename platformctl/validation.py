@@ -240,6 +240,8 @@ def check_variables(
                     walk.problems += app_problems(host_vars[key], loaded.groups(), zones)
                 if key == "nginx_rate_limits" and not walk.problems:
                     walk.problems += rate_zone_problems(host_vars[key])
+                if key in ACME_CHECKS and not walk.problems:
+                    walk.problems += acme_problems(key, host_vars)
                 for shown, problem in walk.problems:
                     errors[f"{shown}: {problem}"] = f"{source(key)}: {shown}: {problem} (role {role})"
                     failed.add(key)
@@ -256,6 +258,23 @@ def check_variables(
                        + (f"; did you mean {hint[0]}?" if hint else f"; see roles/{role}/README.md"))
     if errors:
         raise BadInput(*errors.values())
+
+
+ACME_CHECKS = ("nginx_tls_mode", "nginx_acme_server", "nginx_acme_server_ca")
+
+
+def acme_problems(key: str, host_vars: dict) -> list[tuple[str, str]]:
+    """nginx's acme mode: a contact address, an https directory URL, the CA as certificates."""
+    value = host_vars[key]
+    if not isinstance(value, str) or not value or "{{" in value:
+        return []
+    if key == "nginx_tls_mode" and value == "acme" and not host_vars.get("nginx_acme_email"):
+        return [(key, "acme needs nginx_acme_email, the address the ACME service writes to about expiry")]
+    if key == "nginx_acme_server" and not value.startswith("https://"):
+        return [(key, f"expected the ACME service's directory URL, starting with https://, got {_shown(value)}")]
+    if key == "nginx_acme_server_ca" and "-----BEGIN CERTIFICATE-----" not in value:
+        return [(key, "expected PEM text of one or more CA certificates (-----BEGIN CERTIFICATE-----)")]
+    return []
 
 
 def rate_zone_problems(zones: Any) -> list[tuple[str, str]]:

@@ -145,6 +145,12 @@ MALFORMED = [
      "auth, none"),
     ("an unknown service", "platform_apps: [{name: api, image: 'a:1', uses: [mongo]}]",
      "platform_apps[api].uses[0]: expected a string (one of: postgres, redis, ollama), got 'mongo'"),
+    ("acme without a contact address", "nginx_tls_mode: acme",
+     "nginx_tls_mode: acme needs nginx_acme_email"),
+    ("an ACME service over plain HTTP", "nginx_acme_server: http://ca.internal/acme/directory",
+     "nginx_acme_server: expected the ACME service's directory URL, starting with https://"),
+    ("an ACME service CA that is no certificate", "nginx_acme_server_ca: /etc/ssl/ca.pem",
+     "nginx_acme_server_ca: expected PEM text of one or more CA certificates"),
 ]
 
 

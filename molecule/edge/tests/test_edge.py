@@ -490,3 +490,65 @@ def test_a_provided_certificate_is_served_and_trusted_with_hsts(address, tmp_pat
     finally:
         converged("1")
     assert hsts_header(address) is None
+
+
+ACME_DIRECTORY = "https://127.0.0.1:14000/dir"  # pebble, the ACME stand-in (prepare.yml)
+ACME_LIVE = f"/etc/letsencrypt/live/{DOMAIN}"
+
+
+def served_certificate(address: str) -> bytes:
+    with tls_connection(address) as connection:
+        return connection.getpeercert(binary_form=True)
+
+
+def test_an_acme_certificate_is_obtained_trusted_renewed_by_certbot_s_timer_and_sent_with_hsts(
+        host, address, tmp_path):
+    """nginx_tls_mode acme against an internal ACME service (STAND-IN for Let's Encrypt:
+    pebble, prepare.yml), whose own HTTPS certificate only nginx_acme_server_ca vouches for.
+    Every name validates over HTTP-01 through nginx's port 80; clients trusting only the
+    ACME service's root verify the served chain; HSTS is sent; a rerun asks for nothing; the
+    renewal certbot.timer starts trusts the same CA and its deploy hook reloads nginx."""
+    settings = tmp_path / "acme.json"
+    settings.write_text(json.dumps({
+        "nginx_tls_mode": "acme", "nginx_acme_email": f"ops@{DOMAIN}", "nginx_acme_server": ACME_DIRECTORY,
+        "nginx_acme_server_ca": host.file("/etc/pebble/ca.crt").content_string}))
+    renewal = f"/etc/letsencrypt/renewal/{DOMAIN}.conf"
+    try:
+        first = converge("1", "-e", f"@{settings}")
+        assert first.returncode == 0, first.stdout[-3000:]
+        root = tmp_path / "acme-root.pem"
+        root.write_text(host.check_output("curl -fsS --cacert /etc/pebble/ca.crt https://127.0.0.1:15000/roots/0"))
+        for name in sorted(NAMES):
+            trusted = subprocess.run(
+                ["curl", "-sS", "--max-time", TIMEOUT, "--cacert", str(root), "--resolve", f"{name}:443:{address}",
+                 "--output", "/dev/null", "--write-out", "%{http_code}", f"https://{name}/api/health"],
+                capture_output=True, text=True, check=False)
+            assert trusted.stdout == "200", (name, trusted.stderr)
+        assert hsts_header(address) == "max-age=63072000; includeSubDomains"
+        issued = served_certificate(address)
+        assert issued == ssl.PEM_cert_to_DER_cert(host.file(f"{ACME_LIVE}/cert.pem").content_string)
+
+        again = converge("1", "-e", f"@{settings}")
+        assert again.returncode == 0, again.stdout[-3000:]
+        assert host.file(f"{ACME_LIVE}/cert.pem").linked_to.endswith("/cert1.pem"), "a rerun asked again"
+        assert served_certificate(address) == issued
+
+        # As if the certificate were due: certbot.service, as its timer starts it.
+        environment = host.check_output("systemctl show --property=Environment --value certbot.service")
+        assert "REQUESTS_CA_BUNDLE=/etc/nginx/tls/acme-server-ca.pem" in environment.split()
+        host.run_expect([0], f"echo 'renew_before_expiry = 100000 days' > {renewal}.due && "
+                             f"cat {renewal} >> {renewal}.due && mv {renewal}.due {renewal}")
+        host.run_expect([0], "systemctl start certbot.service")
+        assert host.file(f"{ACME_LIVE}/cert.pem").linked_to.endswith("/cert2.pem")
+        renewed = ssl.PEM_cert_to_DER_cert(host.file(f"{ACME_LIVE}/cert.pem").content_string)
+        assert renewed != issued
+        # The deploy hook's reload: its new workers serve the renewed certificate.
+        deadline = time.monotonic() + 10
+        while served_certificate(address) != renewed and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert served_certificate(address) == renewed
+    finally:
+        host.run(f"sed -i '/^renew_before_expiry = 100000 days$/d' {renewal}")
+        converged("1")
+    assert hsts_header(address) is None
+    assert not host.file("/etc/systemd/system/certbot.service.d/platform-acme-server-ca.conf").exists
