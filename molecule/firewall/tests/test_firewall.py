@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from reach import address_of, connects, connects_from
+from reach import address_of, blocked, blocked_from, connects, connects_from
 
 TIMEOUT = 3
 TAG = "platform-managed"
@@ -54,29 +54,29 @@ def test_port_in_use_is_kept_open_for_its_peer_only(host, address):
     assert connects(address, 2345)
     name = host.backend.get_hostname()
     other = next(n for n in ("firewall-debian12", "firewall-debian13") if n != name)
-    assert not connects_from(other, address, 2345)
+    assert blocked_from(other, address, 2345, control=(address, 80))
 
 
 def test_private_port_is_blocked_although_it_listens(host, address):
     assert host.socket("tcp://0.0.0.0:8080").is_listening
     fetch = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/', timeout=3)"
     assert host.run(f'python3 -c "{fetch}"').rc == 0
-    assert not connects(address, 8080)
+    assert blocked(address, 8080, control=(address, 80))
 
 
 def test_database_port_is_open_to_the_app_host_only(host):
     # 5432 listens on both hosts; only DATA_HOST is in group postgres.
     assert host.socket("tcp://0.0.0.0:5432").is_listening
-    assert not connects(address_of(DATA_HOST), 5432)
+    assert blocked(address_of(DATA_HOST), 5432, control=(address_of(DATA_HOST), 80))
     assert connects_from(APP_HOST, address_of(DATA_HOST), 5432)
 
 
 def test_exporter_is_open_to_the_monitoring_host_only(host):
     # The node exporter's port (stand-in listener) on the host that is not the monitoring host.
-    assert not connects(address_of(APP_HOST), 9100)
+    assert blocked(address_of(APP_HOST), 9100, control=(address_of(APP_HOST), 80))
     assert connects_from(DATA_HOST, address_of(APP_HOST), 9100)
     # The monitoring host scrapes itself over loopback: no rule opens its exporters.
-    assert not connects_from(APP_HOST, address_of(DATA_HOST), 9100)
+    assert blocked_from(APP_HOST, address_of(DATA_HOST), 9100, control=(address_of(DATA_HOST), 80))
 
 
 # The rules each host must hold besides SSH, by the groups it is in: (ufw target, comment).

@@ -27,7 +27,7 @@ from urllib.parse import quote
 import pytest
 import testinfra.utils.ansible_runner
 import yaml
-from reach import connects
+from reach import blocked
 
 INVENTORY = str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
 # The monitoring role's default monitoring_textfile_directory.
@@ -200,7 +200,7 @@ def test_exporters_not_reachable_from_outside(host):
     address = host.interface("eth0").addresses[0]
     for port in [*EXPORTER_PORTS.values(), STUB_STATUS_PORT]:
         assert host.run("curl -fsS --max-time 5 -o /dev/null http://127.0.0.1:%s/", str(port)).rc in (0, 22)
-        assert not connects(address, port), port
+        assert blocked(address, port, control=(address, 443)), port
 
 
 def test_servers_listen_on_loopback_only(host):

@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from reach import address_of, connects_from
+from reach import address_of, blocked_from, connects_from
 
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
@@ -128,7 +128,7 @@ def test_redis_from_another_host_is_tls_only_verified_against_the_platform_ca():
         handshake = run_in(APP, "sh", "-c", f"openssl s_client -connect {data}:6380 -CAfile {ca} "
                            f"-verify_ip {data} -verify_return_error -brief </dev/null")
         assert (handshake.returncode == 0) == verified, handshake.stdout + handshake.stderr
-    assert not connects_from(APP, data, 6379), "the plain port is open to the app host"
+    assert blocked_from(APP, data, 6379, control=(data, 6380)), "the plain port is open to the app host"
 
 
 def test_app_container_reaches_ollama_on_its_host():
@@ -143,16 +143,16 @@ def test_app_container_reaches_ollama_on_its_host():
 def test_data_services_accept_only_the_app_host(port):
     data = address_of(DATA)
     assert connects_from(APP, data, port)
-    assert not connects_from(EDGE, data, port)
+    assert blocked_from(EDGE, data, port, control=(address_of(APP), 8000))
 
 
 def test_ollama_and_the_app_port_are_closed_to_other_hosts():
-    app = address_of(APP)
-    assert not connects_from(EDGE, app, 11434)
-    assert not connects_from(DATA, app, 11434)
+    app, public = address_of(APP), (address_of(EDGE), 443)
+    assert blocked_from(EDGE, app, 11434, control=(app, 8000))
+    assert blocked_from(DATA, app, 11434, control=public)
     # The app's published port is for the edge host's nginx only (DOCKER-USER rules).
     assert connects_from(EDGE, app, 8000)
-    assert not connects_from(DATA, app, 8000)
+    assert blocked_from(DATA, app, 8000, control=public)
 
 
 def test_nginx_on_the_edge_routes_to_the_app_host():
