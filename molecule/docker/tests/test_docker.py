@@ -1,19 +1,37 @@
 """The docker role: engine, daemon.json, platform network, and published ports that stay
-closed to the outside unless allowed (the DOCKER-USER block in ufw's after.rules)."""
+closed to the outside unless allowed (the DOCKER-USER block in ufw's after.rules).
+
+docker-debian12 installs Debian's docker.io; docker-debian13 takes the docker-ce path, from
+a STAND-IN of Docker's apt repository: Docker's cannot be reached on the CI machine.
+prepare.yml builds it (standin/build_repo.py: packages named and numbered like Docker's,
+signed by a throwaway key, laid out like download.docker.com/linux/debian) and serves it
+over HTTP on the host's loopback; the role installs from it through its real repository
+path (key download, fingerprint pin, deb822 source, apt's signature check, pinned version).
+The stand-in packages carry no engine: docker-ce depends on Debian's docker.io, so the
+engine that runs on both hosts is Debian's, and what is tested of the docker-ce path is how
+the role gets the packages, not Docker's own engine.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
+from apt_probe import apt_update_through, check_that_a_wrong_pinned_key_stops_the_run, refused
 from reach import address_of, connects
 
 TIMEOUT = 3
-SCENARIO = Path(__file__).resolve().parents[1]
+
+# The docker-ce host, and the stand-in's versions of docker-ce and docker-ce-cli that
+# prepare.yml builds: molecule.yml pins the older one.
+DOCKER_CE_HOST = "docker-debian13"
+PINNED = "5:27.5.1-1~debian.13~trixie"
+NEWER = "5:28.0.1-1~debian.13~trixie"
+KEYRING = "/etc/apt/keyrings/docker.asc"
+SOURCE = "/etc/apt/sources.list.d/docker.sources"
 
 
 def outside_address(host) -> str:
@@ -93,25 +111,87 @@ def test_allowed_port_answers_from_outside(host):
         assert json.loads(response.read())["status"] == "ok"
 
 
-def test_docker_ce_source_renders(host, tmp_path):
-    """Docker's repository is not reachable here: the docker-ce path runs in check mode
-    with a stand-in signing key, and the test reads the files it would write."""
-    key = tmp_path / "docker.asc"
-    key.write_text("stand-in for Docker's signing key\n")
-    root = SCENARIO.parents[1]
-    env = dict(os.environ, ANSIBLE_CONFIG=str(root / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(root / "roles"),
-               ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
-    result = subprocess.run(
-        ["ansible-playbook", "-i", f"{host.backend.host},", "-c", "community.docker.docker", "--check", "--diff",
-         "-e", f"render_key_file={key}", str(SCENARIO / "render_docker_ce.yml")],
-        env=env, capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    tasks = {task["task"]["name"]: next(iter(task["hosts"].values()))
-             for task in json.loads(result.stdout)["plays"][0]["tasks"] if task["hosts"]}
-    source = tasks["docker : Add Docker's apt source"]["diff"][0]["after"]
-    release = host.system_info.codename
-    for line in ("Types: deb", "URIs: https://download.docker.com/linux/debian", f"Suites: {release}",
-                 "Components: stable", "Architectures: amd64", "Signed-By: /etc/apt/keyrings/docker.asc"):
-        assert line in source.splitlines()
-    assert tasks["docker : Copy Docker's signing key from the controller"]["diff"][0]["after"] == key.read_text()
-    assert not host.file("/etc/apt/sources.list.d/docker.sources").exists
+def standin() -> Path:
+    return Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+
+
+def standin_url() -> str:
+    """Where prepare.yml serves the stand-in, inside the docker-ce host."""
+    port = (standin() / "docker-ce-standin.port").read_text().strip()
+    return f"http://127.0.0.1:{port}/linux/debian"
+
+
+@pytest.fixture
+def docker_ce_host(host):
+    if host.backend.host != DOCKER_CE_HOST:
+        pytest.skip("docker.io host")
+    return host
+
+
+@pytest.fixture
+def docker_io_host(host):
+    if host.backend.host == DOCKER_CE_HOST:
+        pytest.skip("docker-ce host")
+    return host
+
+
+def test_docker_ce_packages_of_the_pinned_version_from_the_repository(docker_ce_host):
+    """docker_ce_version pins docker-ce and docker-ce-cli although the repository offers a
+    newer version, and apt took them from the repository the role added."""
+    host = docker_ce_host
+    for name in ("docker-ce", "docker-ce-cli"):
+        assert host.package(name).version == PINNED, name
+    for name in ("containerd.io", "docker-buildx-plugin", "python3-docker"):
+        assert host.package(name).is_installed, name
+    policy = host.check_output("apt-cache policy docker-ce").splitlines()
+    assert f"  Candidate: {NEWER}" in policy
+    installed = policy.index(next(line for line in policy if line.startswith(f" *** {PINNED} ")))
+    assert policy[installed + 1].split()[1:3] == [standin_url(), f"{host.system_info.codename}/stable"]
+
+
+def test_docker_ce_engine_is_debians_under_the_stand_in(docker_ce_host):
+    """STAND-IN: the stand-in docker-ce brings in Debian's docker.io, whose engine runs."""
+    assert docker_ce_host.check_output("dpkg -S /usr/sbin/dockerd").startswith("docker.io:")
+
+
+def test_docker_ce_source_and_key(docker_ce_host):
+    host = docker_ce_host
+    lines = host.file(SOURCE).content_string.splitlines()
+    for line in ("Types: deb", f"URIs: {standin_url()}", f"Suites: {host.system_info.codename}",
+                 "Components: stable", "Architectures: amd64", f"Signed-By: {KEYRING}"):
+        assert line in lines
+    key = host.file(KEYRING)
+    assert (key.user, key.group, key.mode) == ("root", "root", 0o644)
+    listing = host.check_output(f"gpg --batch --show-keys --with-colons {KEYRING}")
+    fingerprints = [line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")]
+    pinned = (standin() / "docker-ce-standin" / "linux" / "debian" / "gpgkey.fingerprint").read_text().strip()
+    assert fingerprints == [pinned]
+
+
+@pytest.mark.parametrize(("keyring", "trusted"), [
+    (KEYRING, True),
+    ("/usr/share/keyrings/debian-archive-keyring.gpg", False),
+])
+def test_apt_trusts_the_docker_ce_repository_only_through_its_key(docker_ce_host, keyring, trusted):
+    """The repository's signature is checked: with another key (Debian's archive key) apt
+    refuses its index."""
+    update, indexes = apt_update_through(docker_ce_host, uri=standin_url(), suite=docker_ce_host.system_info.codename,
+                                         component="stable", keyring=keyring)
+    assert refused(update) != trusted, update.stderr
+    assert (update.rc == 0) == trusted, update.stderr
+    assert any(name.endswith("_stable_binary-amd64_Packages") for name in indexes) == trusted, indexes
+
+
+def test_docker_io_host_has_no_docker_repository(docker_io_host):
+    host = docker_io_host
+    assert host.package("docker.io").is_installed
+    assert not host.package("docker-ce").is_installed
+    assert not host.file(SOURCE).exists
+    assert not host.file(KEYRING).exists
+
+
+# Last of the docker-ce tests: it removes the key, and puts it back with another converge.
+def test_a_docker_key_that_is_not_the_pinned_one_stops_the_run(docker_ce_host):
+    """Docker's key is trusted only with its pinned fingerprint: another key is removed and
+    the run stops, naming the key it wanted."""
+    check_that_a_wrong_pinned_key_stops_the_run(docker_ce_host, "docker_ce_key_fingerprint", KEYRING)
