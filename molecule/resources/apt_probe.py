@@ -13,12 +13,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def apt_update_through(host, *, uri: str, suite: str, component: str, keyring: str) -> tuple:
-    """`apt-get update` of the repository alone with Signed-By `keyring`, read into a list
-    folder of its own so the host's lists are not touched: (the run, the index files read)."""
+    """`apt-get update` of the repository alone with Signed-By `keyring` (component "" for a flat
+    repository), read into a list folder of its own so the host's lists are not touched: (the
+    run, the index files read)."""
     work = host.check_output("mktemp -d")
     try:
+        components = f"Components: {component}\\n" if component else ""  # none for a flat repository
         host.run_expect([0], f"mkdir -p {work}/parts {work}/lists/partial && printf 'Types: deb\\nURIs: {uri}\\n"
-                             f"Suites: {suite}\\nComponents: {component}\\nSigned-By: {keyring}\\n'"
+                             f"Suites: {suite}\\n{components}Signed-By: {keyring}\\n'"
                              f" > {work}/parts/probe.sources")
         update = host.run(f"apt-get update -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts={work}/parts "
                           f"-o Dir::State::Lists={work}/lists")

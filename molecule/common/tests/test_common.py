@@ -55,7 +55,25 @@ def test_unused_kernel_modules_never_load(host, module):
 
 
 def test_usb_storage_stays_loadable_for_offline_bundles(host):
-    assert "usb-storage" not in host.file("/etc/modprobe.d/60-platform.conf").content_string
+    """In modprobe's merged reading (names with underscores), nothing blocks usb_storage,
+    while the modules the role does block show there (the positive control)."""
+    config = host.check_output("modprobe --showconfig").splitlines()
+    assert "install cramfs /bin/true" in config
+    assert not [line for line in config if line in ("install usb_storage /bin/true", "blacklist usb_storage")]
+
+
+def test_passwords_are_checked_for_strength_and_sessions_get_their_own_temporary_folder(host):
+    """libpam-pwquality and libpam-tmpdir are in the PAM stack, not only installed."""
+    assert host.file("/etc/pam.d/common-password").contains(r"^password\s+requisite\s+pam_pwquality\.so")
+    assert host.file("/etc/pam.d/common-session").contains(r"pam_tmpdir\.so")
+    host.run("userdel -r platform-test-user")
+    assert host.run("useradd -m -s /bin/bash platform-test-user").rc == 0
+    try:
+        uid = host.check_output("id -u platform-test-user")
+        # pam_tmpdir's folder for the user, made private to them.
+        assert host.check_output("su - platform-test-user -c 'echo $TMPDIR'") == f"/tmp/user/{uid}"  # noqa: S108
+    finally:
+        host.run("userdel -r platform-test-user")
 
 
 def test_login_sessions_dump_no_core(host):

@@ -235,7 +235,8 @@ def test_a_client_that_never_finishes_its_request_header_is_cut_off(address):
             pytest.fail("nginx still holds the half-sent request after 40 s")
         except (ConnectionResetError, ssl.SSLError):
             pass
-        assert time.monotonic() - started < 30
+        # Its 10 s: not at once (another reason), not nginx's minute (some slack for a loaded machine).
+        assert 8 <= time.monotonic() - started <= 20
 
 
 def test_requests_in_progress_per_client_are_limited(address):

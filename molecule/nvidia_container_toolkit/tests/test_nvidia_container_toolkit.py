@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import testinfra.utils.ansible_runner
 import yaml
+from apt_probe import apt_update_through, check_that_a_wrong_pinned_key_stops_the_run, converge, refused
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
     os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
@@ -73,17 +72,12 @@ def test_repository_source_is_signed(installed_host):
     ("/usr/share/keyrings/debian-archive-keyring.gpg", False),
 ])
 def test_apt_trusts_the_repository_only_through_its_key(installed_host, keyring, trusted):
-    """The repository's signature is checked: with another key apt refuses its index."""
-    host = installed_host
-    parts = host.check_output("mktemp -d")
-    host.run_expect([0], f"printf 'Types: deb\\nURIs: file:{LOCAL_REPOSITORY}\\n"
-                         f"Suites: /\\nSigned-By: {keyring}\\n' > {parts}/probe.sources")
-    update = host.run(f"apt-get update -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts={parts}")
-    host.run(f"rm -rf {parts}")
-    # A bad signature is only a warning when older index files exist: read apt's words.
-    refused = "NO_PUBKEY" in update.stderr or "not signed" in update.stderr
-    assert update.rc == 0
-    assert refused != trusted, update.stderr
+    """The repository's signature is checked: with another key apt refuses it and reads no index."""
+    update, indexes = apt_update_through(installed_host, uri=f"file:{LOCAL_REPOSITORY}", suite="/", component="",
+                                         keyring=keyring)
+    assert refused(update) != trusted, update.stderr
+    assert (update.rc == 0) == trusted, update.stderr
+    assert any(name.endswith("_Packages") for name in indexes) == trusted, indexes
 
 
 def test_daemon_json_keeps_docker_settings_and_adds_the_runtime(installed_host):
@@ -116,28 +110,11 @@ def test_skip_path_installs_nothing(skipped_host):
     assert "nvidia" not in host.check_output("docker info --format '{{json .Runtimes}}'")
 
 
-def converge(host, *extra: str) -> subprocess.CompletedProcess:
-    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    playbook = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml"
-    return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
-                           "--limit", host.backend.host, *extra, str(playbook)],
-                          capture_output=True, text=True, timeout=600, check=False)
-
-
 def test_a_signing_key_that_is_not_the_pinned_one_stops_the_run(installed_host):
     """The repository's key is trusted only with its pinned fingerprint: another key is
     removed and the run stops, saying what it found."""
-    wrong = "0000 1111 2222 3333 4444  5555 6666 7777 8888 9999"
-    try:
-        run = converge(installed_host, "-e", f"nvidia_container_toolkit_repo_key_fingerprint='{wrong}'")
-        printed = " ".join(run.stdout.split())
-        assert run.returncode != 0, printed[-2000:]
-        assert "not the pinned key 0000111122223333444455556666777788889999" in printed, printed[-2000:]
-        assert not installed_host.file(KEYRING).exists
-    finally:
-        restored = converge(installed_host)
-        assert restored.returncode == 0, restored.stdout[-3000:]
-    assert installed_host.file(KEYRING).exists
+    check_that_a_wrong_pinned_key_stops_the_run(
+        installed_host, "nvidia_container_toolkit_repo_key_fingerprint", KEYRING)
 
 
 CDI_SPEC = "/etc/cdi/nvidia.yaml"

@@ -229,13 +229,19 @@ def test_restore_to_a_time_brings_back_what_was_there_then(host, operator_invent
 
 def test_restore_to_the_latest_keeps_every_commit(host, operator_inventory):
     app_sql(host, "INSERT INTO pitr_probe VALUES ('D')")
+    backups_before = {repo: backups(host, "full", repo) for repo in REPOSITORIES}
+    timeline_before = timeline(host)
 
     proc, summary = installer(operator_inventory, "restore", "--latest")
 
     assert proc.returncode == 0, "installer.py restore failed (output above)"
     assert app_sql(host, "SELECT string_agg(row_name, ',' ORDER BY row_name) FROM pitr_probe") == "A,C,D"
     assert superuser_sql(host, "SELECT pg_is_in_recovery()") == "f"
+    # D was there before: the restore itself shows in the new timeline and the backup after it.
     name = testinfra_hosts[0]
+    assert int(summary["restored"][name]["timeline"]) == timeline(host) > timeline_before
+    new_backups = {repo: set(backups(host, "full", repo)) - set(backups_before[repo]) for repo in REPOSITORIES}
+    assert all(len(labels) == 1 for labels in new_backups.values()), f"expected one new full backup each: {new_backups}"
     assert summary["restored"][name]["target"] == "latest"
     assert f"Restored {name} to the end of the archived WAL" in proc.stdout
 
