@@ -149,11 +149,6 @@ def test_docker_ce_packages_of_the_pinned_version_from_the_repository(docker_ce_
     assert policy[installed + 1].split()[1:3] == [standin_url(), f"{host.system_info.codename}/stable"]
 
 
-def test_docker_ce_engine_is_debians_under_the_stand_in(docker_ce_host):
-    """STAND-IN: the stand-in docker-ce brings in Debian's docker.io, whose engine runs."""
-    assert docker_ce_host.check_output("dpkg -S /usr/sbin/dockerd").startswith("docker.io:")
-
-
 def test_docker_ce_source_and_key(docker_ce_host):
     host = docker_ce_host
     lines = host.file(SOURCE).content_string.splitlines()
