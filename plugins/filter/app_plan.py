@@ -6,6 +6,7 @@ tests/unit/test_app_plan.py can check them without Ansible."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote
@@ -125,6 +126,63 @@ def app_hosts(app: Mapping, groups: Mapping[str, list[str]]) -> list[str]:
                  for host in groups.get(entry, [entry] if entry in groups.get("all", []) else [])}
         app_group = [host for host in app_group if host in named]
     return app_group[:1] if app.get("singleton") or app.get("schedule") else app_group
+
+
+def _ip_address(value: object) -> str | None:
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        return None
+
+
+def _default_ipv4(host_vars: Mapping) -> str | None:
+    facts = host_vars.get("ansible_facts") or {}
+    return (facts.get("default_ipv4") or {}).get("address") or None
+
+
+def platform_host_address(host: str, hostvars: Mapping) -> str | None:
+    """The address the other platform hosts reach `host` at: its ansible_host when that is an
+    IP address, else its default IPv4 address (from its facts), else None."""
+    host_vars = hostvars.get(host) or {}
+    return _ip_address(host_vars.get("ansible_host")) or _default_ipv4(host_vars)
+
+
+def platform_source_address(host: str, hostvars: Mapping) -> str | None:
+    """The address `host` connects to the other platform hosts from: its firewall_host_address,
+    else its default IPv4 address, else its ansible_host when that is an IP address."""
+    host_vars = hostvars.get(host) or {}
+    return (_ip_address(host_vars.get("firewall_host_address")) or _default_ipv4(host_vars)
+            or _ip_address(host_vars.get("ansible_host")))
+
+
+def app_publish_address(inventory_hostname: str, groups: Mapping[str, list[str]], hostvars: Mapping) -> str:
+    """Where this host publishes its apps' ports: loopback when no nginx elsewhere proxies to
+    them (no edge host, or this host is the only one), else the address the edge hosts reach
+    it at (platform_host_address), which nginx's upstreams use too."""
+    if not [host for host in groups.get("edge", []) if host != inventory_hostname]:
+        return "127.0.0.1"
+    address = platform_host_address(inventory_hostname, hostvars)
+    if address is None:
+        raise ValueError(f"{inventory_hostname}: no address for the edge hosts' nginx to reach its apps at; "
+                         "give it an IP address as ansible_host, or set app_publish_address")
+    return address
+
+
+def app_edge_allowances(apps: Iterable[Mapping], groups: Mapping[str, list[str]], hostvars: Mapping,
+                        inventory_hostname: str) -> list[dict]:
+    """The container ports of the routed apps on this host that each edge host elsewhere may
+    open (Docker's DOCKER-USER chain), as docker_ufw_allowed_ports entries {port, proto, from}."""
+    edges = [host for host in groups.get("edge", []) if host != inventory_hostname]
+    ports = sorted({app["port"] for app in app_services_here(apps, groups, inventory_hostname)
+                    if app.get("port") and (app.get("routes") or app.get("route"))})
+    allowances = []
+    for edge in edges:
+        source = platform_source_address(edge, hostvars)
+        if source is None:
+            raise ValueError(f"{edge}: no address it connects to {inventory_hostname} from; set its "
+                             "firewall_host_address")
+        allowances += [{"port": port, "proto": "tcp", "from": f"{source}/32"} for port in ports]
+    return allowances
 
 
 def app_hosts_by_name(apps: Iterable[Mapping], groups: Mapping[str, list[str]]) -> dict[str, list[str]]:
@@ -272,6 +330,8 @@ class FilterModule:
             "app_environment_of_container": app_environment_of_container,
             "app_hosts": app_hosts,
             "app_hosts_by_name": app_hosts_by_name,
+            "app_publish_address": app_publish_address,
+            "app_edge_allowances": app_edge_allowances,
             "app_services_here": app_services_here,
             "app_jobs_here": app_jobs_here,
             "app_systemd_arguments": app_systemd_arguments,

@@ -6,7 +6,13 @@ prints what they return), so tests/unit/test_nginx_plan.py can check them withou
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+# The app role's rule for where apps are published, shared so both ends agree.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from app_plan import app_publish_address
 
 _TRAILING_SLASH = re.compile(r"/$")
 # A request rate: N requests per second, minute, hour or day.
@@ -33,16 +39,21 @@ def nginx_rate_zones(rate_limits: Mapping[str, Mapping]) -> dict[str, dict]:
     return zones
 
 
-def nginx_app_host_address(host: str, hostvars: Mapping, inventory_hostname: str) -> str:
+def nginx_app_host_address(host: str, hostvars: Mapping, inventory_hostname: str,
+                           groups: Mapping[str, list[str]]) -> str:
     """The address nginx on `inventory_hostname` reaches the apps of app host `host` at: its
-    app_publish_address when the inventory sets it, else 127.0.0.1 when it is this host,
-    else its ansible_host, else its name."""
+    app_publish_address when the inventory sets it, else where the app role publishes them by
+    default (app_plan's app_publish_address: loopback, or the host's platform address), else
+    its ansible_host, else its name."""
     host_vars = hostvars[host]
     if "app_publish_address" in host_vars:
         return host_vars["app_publish_address"]
-    if host == inventory_hostname:
-        return "127.0.0.1"
-    return host_vars.get("ansible_host", host)
+    try:
+        return app_publish_address(host, groups, hostvars)
+    except ValueError:
+        # Its facts are not known in this run (--limit): the name it is reached by, which
+        # nginx resolves.
+        return host_vars.get("ansible_host", host)
 
 
 def app_routes(app: Mapping) -> list[Mapping]:
@@ -51,7 +62,8 @@ def app_routes(app: Mapping) -> list[Mapping]:
 
 
 def nginx_upstreams(
-    apps: Iterable[Mapping], app_hosts: Mapping[str, list[str]], hostvars: Mapping, inventory_hostname: str
+    apps: Iterable[Mapping], app_hosts: Mapping[str, list[str]], hostvars: Mapping, inventory_hostname: str,
+    groups: Mapping[str, list[str]],
 ) -> list[dict]:
     """One upstream per app with a route, as {name, servers}: "address:port" of every replica
     on every host that runs the app (`app_hosts`, by app name: app_plan's app_hosts_by_name),
@@ -60,7 +72,8 @@ def nginx_upstreams(
     for app in apps:
         if not app_routes(app):
             continue
-        addresses = [nginx_app_host_address(host, hostvars, inventory_hostname) for host in app_hosts[app["name"]]]
+        addresses = [nginx_app_host_address(host, hostvars, inventory_hostname, groups)
+                     for host in app_hosts[app["name"]]]
         first_port = app["host_port"] if "host_port" in app else app["port"]
         ports = [first_port + replica for replica in range(app.get("replicas", 1))]
         servers = [f"{address}:{port}" for address in addresses for port in ports]

@@ -288,7 +288,7 @@ def test_the_plugin_exposes_every_filter():
         "app_replicas_missing", "app_device_requests", "app_hosts", "app_hosts_by_name", "app_services_here",
         "app_jobs_here", "app_systemd_arguments", "app_environment_of_container", "app_numeric_user",
         "app_liveness_checks", "app_probe_paths", "app_images", "app_postgres_tls", "app_redis_tls",
-        "app_probe_command",
+        "app_probe_command", "app_publish_address", "app_edge_allowances",
     }
 
 
@@ -455,3 +455,55 @@ def test_one_curl_probes_every_url_and_discards_each_body(tmp_path):
     finally:
         server.shutdown()
     assert out.splitlines() == [f"200 {base}/ready", f"503 {base}/busy", "000 http://127.0.0.1:9/x"]
+
+
+# app_publish_address, app_edge_allowances: the multi-node example works as written
+
+PROD_GROUPS = {"all": ["gpu-1", "db-1", "edge-1"], "app": ["gpu-1"], "edge": ["edge-1"], "postgres": ["db-1"]}
+PROD_HOSTVARS = {"gpu-1": {"ansible_host": "10.0.10.11"}, "db-1": {"ansible_host": "10.0.10.21"},
+                 "edge-1": {"ansible_host": "10.0.10.31"}}
+ROUTED = {"name": "api", "port": 8000, "replicas": 2, "route": {"path": "/api/"}}
+FRONT = {"name": "web", "port": 3000, "routes": [{"path": "/"}]}
+WORKER_ONLY = {"name": "worker", "replicas": 2}
+UNROUTED = {"name": "metrics", "port": 9400}
+
+
+def test_apps_are_published_on_loopback_without_an_edge_host_elsewhere():
+    assert plan.app_publish_address("gpu-1", {"edge": []}, PROD_HOSTVARS) == "127.0.0.1"
+    assert plan.app_publish_address("gpu-1", {"edge": ["gpu-1"]}, PROD_HOSTVARS) == "127.0.0.1"
+
+
+def test_apps_are_published_where_the_edge_host_reaches_their_host():
+    assert plan.app_publish_address("gpu-1", PROD_GROUPS, PROD_HOSTVARS) == "10.0.10.11"
+    by_name = {"gpu-1": {"ansible_host": "gpu-1.example.com",
+                         "ansible_facts": {"default_ipv4": {"address": "10.0.10.12"}}}}
+    assert plan.app_publish_address("gpu-1", PROD_GROUPS, by_name) == "10.0.10.12"
+
+
+def test_an_app_host_without_an_address_is_an_error_that_says_what_to_set():
+    with pytest.raises(ValueError, match=r"gpu-1: .*set app_publish_address"):
+        plan.app_publish_address("gpu-1", PROD_GROUPS, {"gpu-1": {"ansible_host": "gpu-1.example.com"}})
+
+
+def test_the_edge_host_may_open_the_routed_apps_container_ports_and_nothing_else():
+    apps = [ROUTED, FRONT, WORKER_ONLY, UNROUTED]
+    groups = {**PROD_GROUPS, "all": PROD_GROUPS["all"]}
+    assert plan.app_edge_allowances(apps, groups, PROD_HOSTVARS, "gpu-1") == [
+        {"port": 3000, "proto": "tcp", "from": "10.0.10.31/32"},
+        {"port": 8000, "proto": "tcp", "from": "10.0.10.31/32"},
+    ]
+    # Nothing on a host that runs no app, nor where nginx runs on the app host itself.
+    assert plan.app_edge_allowances(apps, groups, PROD_HOSTVARS, "db-1") == []
+    assert plan.app_edge_allowances(apps, {**groups, "edge": ["gpu-1"]}, PROD_HOSTVARS, "gpu-1") == []
+
+
+def test_the_edge_host_is_let_in_from_the_address_it_connects_from():
+    """Its firewall_host_address, else its default IPv4 address, else its ansible_host."""
+    hostvars = {**PROD_HOSTVARS, "edge-1": {"ansible_host": "203.0.113.5", "firewall_host_address": "10.0.10.31",
+                                            "ansible_facts": {"default_ipv4": {"address": "203.0.113.5"}}}}
+    assert plan.app_edge_allowances([ROUTED], PROD_GROUPS, hostvars, "gpu-1")[0]["from"] == "10.0.10.31/32"
+    hostvars["edge-1"] = {"ansible_host": "edge-1.example.com",
+                          "ansible_facts": {"default_ipv4": {"address": "10.0.10.32"}}}
+    assert plan.app_edge_allowances([ROUTED], PROD_GROUPS, hostvars, "gpu-1")[0]["from"] == "10.0.10.32/32"
+    with pytest.raises(ValueError, match=r"edge-1: .*firewall_host_address"):
+        plan.app_edge_allowances([ROUTED], PROD_GROUPS, {**PROD_HOSTVARS, "edge-1": {}}, "gpu-1")

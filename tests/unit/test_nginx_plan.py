@@ -20,6 +20,7 @@ HOSTVARS = {
     "addressed": {"ansible_host": "10.0.0.12"},
     "named": {},
 }
+GROUPS = {"edge": ["edge"]}
 API = {"name": "api", "port": 8000, "replicas": 2, "healthcheck": {"path": "/health"},
        "route": {"path": "/api/", "strip_prefix": True}}
 WEB = {"name": "web", "port": 3000, "host_port": 3010, "route": {"path": "/", "rate_limit": "none"}}
@@ -38,17 +39,26 @@ def route(app: dict, **changes) -> dict:
 
 
 def test_an_app_host_is_reached_at_its_publish_address_even_when_it_is_this_host():
-    assert plan.nginx_app_host_address("published", HOSTVARS, "edge") == "192.168.1.11"
-    assert plan.nginx_app_host_address("published", HOSTVARS, "published") == "192.168.1.11"
+    assert plan.nginx_app_host_address("published", HOSTVARS, "edge", GROUPS) == "192.168.1.11"
+    assert plan.nginx_app_host_address("published", HOSTVARS, "published", GROUPS) == "192.168.1.11"
 
 
-def test_this_host_without_a_publish_address_is_reached_on_loopback():
-    assert plan.nginx_app_host_address("addressed", HOSTVARS, "addressed") == "127.0.0.1"
+def test_an_app_host_that_is_the_only_edge_host_is_reached_on_loopback():
+    groups = {"edge": ["addressed"]}
+    assert plan.nginx_app_host_address("addressed", HOSTVARS, "addressed", groups) == "127.0.0.1"
 
 
-def test_another_host_is_reached_at_its_ansible_host_else_its_name():
-    assert plan.nginx_app_host_address("addressed", HOSTVARS, "edge") == "10.0.0.12"
-    assert plan.nginx_app_host_address("named", HOSTVARS, "edge") == "named"
+def test_an_app_host_with_an_edge_host_elsewhere_is_reached_at_its_address_from_every_edge_host():
+    """Also from itself, when it is an edge host too: it publishes on that address only."""
+    groups = {"edge": ["edge", "addressed"]}
+    assert plan.nginx_app_host_address("addressed", HOSTVARS, "edge", groups) == "10.0.0.12"
+    assert plan.nginx_app_host_address("addressed", HOSTVARS, "addressed", groups) == "10.0.0.12"
+
+
+def test_an_app_host_without_a_known_address_is_reached_by_its_name():
+    assert plan.nginx_app_host_address("named", HOSTVARS, "edge", GROUPS) == "named"
+    with_facts = {**HOSTVARS, "named": {"ansible_facts": {"default_ipv4": {"address": "10.0.0.13"}}}}
+    assert plan.nginx_app_host_address("named", with_facts, "edge", GROUPS) == "10.0.0.13"
 
 
 # nginx_upstreams
@@ -61,7 +71,7 @@ def on(hosts: list[str], *apps: dict) -> dict[str, list[str]]:
 
 def test_one_upstream_per_routed_app_with_every_replica_of_every_app_host_host_by_host():
     hosts = on(["published", "addressed", "named"], API, WORKER, WEB)
-    assert plan.nginx_upstreams([API, WORKER, WEB], hosts, HOSTVARS, "edge") == [
+    assert plan.nginx_upstreams([API, WORKER, WEB], hosts, HOSTVARS, "edge", GROUPS) == [
         {"name": "api", "servers": ["192.168.1.11:8000", "192.168.1.11:8001", "10.0.0.12:8000", "10.0.0.12:8001",
                                     "named:8000", "named:8001"]},
         {"name": "web", "servers": ["192.168.1.11:3010", "10.0.0.12:3010", "named:3010"]},
@@ -69,19 +79,20 @@ def test_one_upstream_per_routed_app_with_every_replica_of_every_app_host_host_b
 
 
 def test_a_single_node_upstream_is_on_loopback():
-    assert plan.nginx_upstreams([API], on(["edge"], API), HOSTVARS, "edge") == [
+    assert plan.nginx_upstreams([API], on(["edge"], API), HOSTVARS, "edge", GROUPS) == [
         {"name": "api", "servers": ["127.0.0.1:8000", "127.0.0.1:8001"]},
     ]
 
 
 def test_without_app_hosts_or_replicas_an_upstream_has_no_servers():
-    assert plan.nginx_upstreams([API], on([], API), HOSTVARS, "edge") == [{"name": "api", "servers": []}]
-    assert plan.nginx_upstreams([{**API, "replicas": 0}], on(["edge"], API), HOSTVARS, "edge")[0]["servers"] == []
+    assert plan.nginx_upstreams([API], on([], API), HOSTVARS, "edge", GROUPS) == [{"name": "api", "servers": []}]
+    no_replica = plan.nginx_upstreams([{**API, "replicas": 0}], on(["edge"], API), HOSTVARS, "edge", GROUPS)
+    assert no_replica[0]["servers"] == []
 
 
 def test_each_app_s_upstream_has_only_the_hosts_that_run_it():
     hosts = {"api": ["published"], "web": ["addressed", "named"]}
-    assert plan.nginx_upstreams([API, WEB], hosts, HOSTVARS, "edge") == [
+    assert plan.nginx_upstreams([API, WEB], hosts, HOSTVARS, "edge", GROUPS) == [
         {"name": "api", "servers": ["192.168.1.11:8000", "192.168.1.11:8001"]},
         {"name": "web", "servers": ["10.0.0.12:3010", "named:3010"]},
     ]
@@ -89,13 +100,13 @@ def test_each_app_s_upstream_has_only_the_hosts_that_run_it():
 
 def test_a_host_port_alone_sets_the_servers_ports():
     app = {"name": "odd", "host_port": 9000, "replicas": 2, "route": {"path": "/odd/"}}
-    assert plan.nginx_upstreams([app], on(["edge"], app), HOSTVARS, "edge")[0]["servers"] == [
+    assert plan.nginx_upstreams([app], on(["edge"], app), HOSTVARS, "edge", GROUPS)[0]["servers"] == [
         "127.0.0.1:9000", "127.0.0.1:9001",
     ]
 
 
 def test_no_routed_apps_no_upstreams():
-    assert plan.nginx_upstreams([WORKER], on(["edge"], WORKER), HOSTVARS, "edge") == []
+    assert plan.nginx_upstreams([WORKER], on(["edge"], WORKER), HOSTVARS, "edge", GROUPS) == []
     assert plan.nginx_routes([WORKER], RATE_LIMITS, "api") == []
 
 
@@ -185,7 +196,8 @@ def test_several_routes_of_one_app_each_with_its_options():
                       "health": None, **{**PLAIN, "websocket": True}}
     assert stream["health"] is None and stream["buffering"] is True
     assert plan.nginx_cache_wanted([api, socket]) and not plan.nginx_cache_wanted([socket, stream])
-    assert [u["name"] for u in plan.nginx_upstreams([backend], on(["edge"], backend), HOSTVARS, "edge")] == ["api"]
+    upstreams = plan.nginx_upstreams([backend], on(["edge"], backend), HOSTVARS, "edge", GROUPS)
+    assert [u["name"] for u in upstreams] == ["api"]
 
 
 def test_the_site_s_names_and_which_server_serves_a_route():

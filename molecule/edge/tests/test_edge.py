@@ -555,3 +555,20 @@ def test_an_acme_certificate_is_obtained_trusted_renewed_by_certbot_s_timer_and_
         converged("1")
     assert hsts_header(address) is None
     assert not host.file("/etc/systemd/system/certbot.service.d/platform-acme-server-ca.conf").exists
+
+
+def test_a_stopped_replica_costs_no_request(host, address):
+    """nginx's passive health check: with api-1 down, every request is still answered, by
+    api-2 (one that nginx sent to api-1 is passed on once), and api-1 is back afterwards."""
+    host.check_output("docker stop api-1")
+    try:
+        assert host.check_output("docker inspect -f '{{.State.Running}}' api-1") == "false"
+        codes = [curl(address, "--output", "/dev/null", "--write-out", "%{http_code}",
+                      f"https://{DOMAIN}/api/health").stdout for _ in range(12)]
+        assert codes == ["200"] * 12, codes
+    finally:
+        host.check_output("docker start api-1")
+        deadline = time.monotonic() + 60
+        while host.run("curl -sf --max-time 2 http://127.0.0.1:8000/health").rc != 0 and time.monotonic() < deadline:
+            time.sleep(1)
+    assert host.run("curl -sf --max-time 2 http://127.0.0.1:8000/health").rc == 0
