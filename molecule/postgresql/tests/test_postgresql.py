@@ -142,4 +142,18 @@ def test_backup_timers_are_enabled(host, kind):
     timer = host.service(f"pgbackrest-{kind}.timer")
     assert timer.is_enabled
     assert timer.is_running
-    assert host.run(f"systemctl cat pgbackrest-backup@{kind}.service").rc == 0
+    assert host.check_output(f"systemctl show -P Unit pgbackrest-{kind}.timer") == f"pgbackrest-backup@{kind}.service"
+
+
+def backup_labels(host, kind: str) -> set[str]:
+    info = json.loads(host.check_output("runuser -u postgres -- pgbackrest --stanza=platform --output=json info"))
+    return {backup["label"] for backup in info[0]["backup"] if backup["type"] == kind}
+
+
+def test_the_unit_the_timer_starts_takes_a_backup(host):
+    """What the nightly timer runs, run now: it succeeds and leaves a new differential backup."""
+    before = backup_labels(host, "diff")
+    run = host.run("systemctl start pgbackrest-backup@diff.service")
+    assert run.rc == 0, host.run("journalctl -u pgbackrest-backup@diff.service -n 30 --no-pager").stdout
+    assert host.check_output("systemctl show -P Result pgbackrest-backup@diff.service") == "success"
+    assert len(backup_labels(host, "diff") - before) == 1
