@@ -7,9 +7,12 @@ prepare.yml builds it (standin/build_repo.py: packages named and numbered like D
 signed by a throwaway key, laid out like download.docker.com/linux/debian) and serves it
 over HTTP on the host's loopback; the role installs from it through its real repository
 path (key download, fingerprint pin, deb822 source, apt's signature check, pinned version).
-The stand-in packages carry no engine: docker-ce depends on Debian's docker.io, so the
-engine that runs on both hosts is Debian's, and what is tested of the docker-ce path is how
-the role gets the packages, not Docker's own engine.
+Docker's engine cannot be fetched either: the stand-in docker-ce and docker-ce-cli are
+Debian's docker.io and docker-cli under Docker's names and versions (Debian's packages
+conflict with Docker's, so they cannot just depend on them), containerd.io and
+docker-buildx-plugin bring in Debian's containerd and docker-buildx. The engine that runs
+on both hosts is Debian's: what the docker-ce path is tested for is how the role gets and
+pins the packages, and that its daemon settings apply there as well.
 """
 
 from __future__ import annotations
