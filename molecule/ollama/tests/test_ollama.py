@@ -159,7 +159,7 @@ def manifest(model: str) -> str:
 
 def modified(host, path: str) -> str:
     """The file's modification time to the nanosecond: a pull or a copy rewrites it."""
-    return host.check_output("stat -c %y %s", path)
+    return host.check_output("stat -c %%y %s", path)
 
 
 def model_names(host) -> set[str]:
