@@ -325,9 +325,31 @@ def next_steps(session: Session) -> list[str]:
                      f"{session.store.password_file} {session.inventory.display_path(session.store.file)}`")
         steps.append(f"Keep a copy of {session.store.password_file} off the platform's hosts: without it the "
                      "vault, and the backups encrypted with its secrets, cannot be read.")
+    steps += local_backup_warnings(session)
     steps.append(f"Next: `python3 installer.py check --inventory {inv}` finds drift at any time; "
                  f"`python3 installer.py verify --inventory {inv}` probes every service.")
     return steps
+
+
+def _setting(session: Session, host: str, role: str, key: str):
+    host_vars = session.loaded.host_vars(host)
+    return host_vars[key] if key in host_vars else manifests.role_default(role, key)
+
+
+def local_backup_warnings(session: Session) -> list[str]:
+    """The backups kept only on the host they protect, which its loss would take along."""
+    warnings = []
+    for host in session.loaded.hosts("postgres"):
+        off_site = _setting(session, host, "postgresql", "postgresql_pgbackrest_s3_enabled")
+        if str(off_site).lower() not in ("true", "yes"):
+            path = _setting(session, host, "postgresql", "postgresql_pgbackrest_repo_path")
+            warnings.append(f"Warning: {host} keeps its only PostgreSQL backups on itself ({path}): losing the host "
+                            "loses them. Add an off-site repository (postgresql_pgbackrest_s3_enabled and its "
+                            "settings).")
+    for host in session.loaded.hosts("redis"):
+        folder = _setting(session, host, "redis", "redis_backup_dir")
+        warnings.append(f"Warning: {host} keeps its Redis snapshots on itself ({folder}): copy them off the host.")
+    return warnings
 
 
 def cmd_check(session: Session) -> int:

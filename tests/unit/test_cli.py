@@ -345,3 +345,25 @@ def test_the_summary_says_to_keep_the_vault_password_off_the_platform(tmp_path):
         inventory=SimpleNamespace(display_path=str))
     steps = cli.next_steps(session)
     assert any(step.startswith(f"Keep a copy of {password} off the platform's hosts") for step in steps), steps
+
+
+def test_the_summary_warns_of_backups_kept_only_on_the_host_they_protect(tmp_path):
+    """Without an off-site repository, losing the database host loses its backups too."""
+    from types import SimpleNamespace
+
+    from platformctl import cli
+
+    groups = {"postgres": ["db-1", "db-2"], "redis": ["db-1"]}
+    settings = {"db-2": {"postgresql_pgbackrest_s3_enabled": True}}
+    session = SimpleNamespace(
+        args=SimpleNamespace(inventory="prod"),
+        loaded=SimpleNamespace(hosts=lambda group: groups.get(group, []),
+                               host_vars=lambda host: settings.get(host, {})),
+        store=SimpleNamespace(file=tmp_path / "absent.yml", password_file=tmp_path / "vault.pass"),
+        inventory=SimpleNamespace(display_path=str))
+    warnings = [step for step in cli.next_steps(session) if step.startswith("Warning:")]
+    assert warnings == [
+        "Warning: db-1 keeps its only PostgreSQL backups on itself (/var/lib/pgbackrest): losing the host loses "
+        "them. Add an off-site repository (postgresql_pgbackrest_s3_enabled and its settings).",
+        "Warning: db-1 keeps its Redis snapshots on itself (/var/backups/platform/redis): copy them off the host.",
+    ]

@@ -296,3 +296,23 @@ def test_backup_output_holds_no_password(backups, hostvars):
     *_, output = backups
     for secret in hostvars["platform_secrets"].values():
         assert secret not in output
+
+
+def test_the_timer_takes_a_snapshot_with_the_settings_it_was_given(host, hostvars):
+    """platform-redis-snapshot.timer runs hourly; the unit it starts (the program installer.py
+    backup runs) writes a snapshot holding a key set just before, with its root-only settings."""
+    timer = host.service("platform-redis-snapshot.timer")
+    assert timer.is_enabled and timer.is_running
+    calendar = host.check_output("systemctl show -P TimersCalendar platform-redis-snapshot.timer")
+    assert "OnCalendar=*-*-* *:00:00" in calendar, calendar
+    settings = host.file("/etc/platform/redis-snapshot.env")
+    assert (settings.user, settings.mode) == ("root", 0o600)
+    before = set(host.run("ls %s", BACKUP_DIR).stdout.split())
+    key = f"platform:test:timer:{uuid.uuid4().hex[:8]}"
+    assert cli(host, hostvars, "platform", "SET", key, "x") == "OK"
+    time.sleep(1.1)  # snapshots are named by the second they were written
+    started = host.run("systemctl start platform-redis-snapshot.service")
+    assert started.rc == 0, host.run("journalctl -u platform-redis-snapshot.service -n 20 --no-pager").stdout
+    new = set(host.run("ls %s", BACKUP_DIR).stdout.split()) - before
+    assert len(new) == 1, new
+    assert key.encode() in host.file(f"{BACKUP_DIR}/{new.pop()}").content
