@@ -23,7 +23,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 # Minutes each scenario took on the 2-core machine with four scenarios running (2026-12-01).
 MINUTES = {"e2e": 59, "multinode": 39, "newcomer": 36, "edge": 30, "monitoring": 30, "firewall": 15,
-           "nvidia_container_toolkit": 15, "ollama": 13, "postgresql": 12, "redis": 12, "pitr": 10, "docker": 8,
+           "nvidia_container_toolkit": 15, "ollama": 13, "postgresql": 16, "redis": 12, "pitr": 10, "docker": 14,
            "common": 8, "nvidia_driver": 3, "nvidia_driver_forced": 77}
 # The NVIDIA driver's DKMS build (an hour).
 SLOW = {"nvidia_driver_forced"}
