@@ -163,6 +163,24 @@ def test_install_then_reinstall_then_check(capsys, sample_project, write_invento
     assert code == 0
 
 
+def test_tags_run_only_a_role_and_skip_tags_leave_it_out(capsys, sample_project, write_inventory, tmp_path):
+    """installer.py --tags and --skip-tags reach the playbook: the role tagged `sample` runs
+    alone, then is left out, so the hand edit it would repair stays."""
+    work = tmp_path / "work"
+    work.mkdir()
+    folder = write_inventory(LOCAL_HOSTS, main=f"sample_dir: {work}\n")
+    code, out, _ = run_cli(capsys, "--inventory", str(folder), "--tags", "sample")
+    assert code == 0, out
+    assert (work / "web-1.conf").read_text() == "managed by the sample role\n"
+    (work / "web-1.conf").write_text("edited by hand\n")
+    code, out, _ = run_cli(capsys, "--inventory", str(folder), "--skip-tags", "sample")
+    assert code == 0, out
+    assert (work / "web-1.conf").read_text() == "edited by hand\n"
+    code, out, _ = run_cli(capsys, "--inventory", str(folder))
+    assert code == 0, out
+    assert (work / "web-1.conf").read_text() == "managed by the sample role\n"
+
+
 def test_failed_preflight_exits_3_and_changes_nothing(capsys, sample_project, write_inventory, tmp_path):
     folder = write_inventory(LOCAL_HOSTS, main=f"sample_dir: {tmp_path / 'missing'}\n")
     code, out, _ = run_cli(capsys, "--inventory", str(folder))
