@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,8 +65,11 @@ def test_usb_storage_stays_loadable_for_offline_bundles(host):
 
 def test_passwords_are_checked_for_strength_and_sessions_get_their_own_temporary_folder(host):
     """libpam-pwquality and libpam-tmpdir are in the PAM stack, not only installed."""
-    assert host.file("/etc/pam.d/common-password").contains(r"^password\s+requisite\s+pam_pwquality\.so")
-    assert host.file("/etc/pam.d/common-session").contains(r"pam_tmpdir\.so")
+    # Read here, not with grep: its basic regular expressions have no `\s+`.
+    password = host.file("/etc/pam.d/common-password").content_string
+    assert re.search(r"^password\s+requisite\s+pam_pwquality\.so\b", password, re.MULTILINE), password
+    session = host.file("/etc/pam.d/common-session").content_string
+    assert re.search(r"^session\s+\S+\s+pam_tmpdir\.so\b", session, re.MULTILINE), session
     host.run("userdel -r platform-test-user")
     assert host.run("useradd -m -s /bin/bash platform-test-user").rc == 0
     try:
