@@ -561,7 +561,6 @@ def test_an_acme_certificate_is_obtained_trusted_renewed_by_certbot_s_timer_and_
         host.run(f"sed -i '/^renew_before_expiry = 100000 days$/d' {renewal}")
         converged("1")
     assert hsts_header(address) is None
-    assert not host.file("/etc/systemd/system/certbot.service.d/platform-acme-server-ca.conf").exists
 
 
 def test_a_stopped_replica_costs_no_request(host, address):
