@@ -21,5 +21,10 @@ step "yamllint" .venv/bin/yamllint --strict .
 step "ansible-lint (production profile)" .venv/bin/ansible-lint --offline
 step "ruff" .venv/bin/ruff check .
 
+# Each scenario's steps with their times, shown as they end (pytest shows a scenario's
+# output only once it has passed or failed).
+export PLATFORM_TEST_PROGRESS="${PLATFORM_TEST_PROGRESS:-$(mktemp -t platform-test-progress.XXXXXX)}"
+tail -n 0 -F --pid=$$ "$PLATFORM_TEST_PROGRESS" 2>/dev/null | sed -u 's/^/  [scenario] /' &
+
 # One test at a time per worker, longest scenarios first (tests/molecule/test_scenarios.py).
-step "pytest" .venv/bin/pytest -n "${TEST_WORKERS:-4}" --dist load --maxschedchunk 1 "${@:-tests}"
+step "pytest" .venv/bin/pytest -n "${TEST_WORKERS:-4}" --dist load --maxschedchunk 1 --durations 20 "${@:-tests}"

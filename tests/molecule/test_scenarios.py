@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,19 @@ RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+ok=\d+\s+changed=(?P<changed>\d+)\s+un
                    r"\s+failed=(?P<failed>\d+)", re.MULTILINE)
 
 
+def progress(line: str) -> None:
+    """One line to PLATFORM_TEST_PROGRESS, which tests/run.sh shows as it grows: pytest
+    shows a scenario's output only once it ends, and a run that CI stops shows nothing."""
+    path = os.environ.get("PLATFORM_TEST_PROGRESS")
+    if path:
+        with open(path, "a", encoding="utf-8") as stream:
+            stream.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+
+
 def molecule(*args: str) -> subprocess.CompletedProcess:
+    started = time.monotonic()
+    what = " ".join(args[:3])
+    progress(f"{what}: started")
     env = dict(os.environ, PY_COLORS="0", NO_COLOR="1", COLUMNS="250", ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
     bindir = Path(sys.executable).parent
     env["PATH"] = f"{bindir}{os.pathsep}{env['PATH']}"
@@ -58,6 +71,7 @@ def molecule(*args: str) -> subprocess.CompletedProcess:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False,
     )
     sys.stdout.write(proc.stdout)
+    progress(f"{what}: exit {proc.returncode} after {(time.monotonic() - started) / 60:.1f} min")
     return proc
 
 

@@ -96,7 +96,7 @@ def rename(deb: Path, name: str, version: str, out: Path) -> Path:
         control.write_text("".join(f"{key}: {value}\n" for key, value in fields))
         architecture = old["Architecture"]
         built = out / f"{name}_{version.rsplit(':', maxsplit=1)[-1]}_{architecture}.deb"
-        subprocess.run(["dpkg-deb", "-Zgzip", "--root-owner-group", "--build", str(root), str(built)],
+        subprocess.run(["dpkg-deb", "-Zgzip", "-z1", "--root-owner-group", "--build", str(root), str(built)],
                        check=True, stdout=subprocess.DEVNULL)
     return built
 
