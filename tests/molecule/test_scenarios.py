@@ -59,20 +59,34 @@ def progress(line: str) -> None:
             stream.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
 
+# Molecule's line as each step of a sequence ends: "INFO     [edge > converge] Executed: Successful".
+STEP_ENDED = re.compile(r"^INFO\s+\[(?P<step>[^\]]+)\] Executed: (?P<outcome>.+)$")
+
+
+def minutes_since(started: float) -> str:
+    return f"{(time.monotonic() - started) / 60:.1f} min"
+
+
 def molecule(*args: str) -> subprocess.CompletedProcess:
-    started = time.monotonic()
+    started = step_started = time.monotonic()
     what = " ".join(args[:3])
     progress(f"{what}: started")
     env = dict(os.environ, PY_COLORS="0", NO_COLOR="1", COLUMNS="250", ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
     bindir = Path(sys.executable).parent
     env["PATH"] = f"{bindir}{os.pathsep}{env['PATH']}"
-    proc = subprocess.run(
-        [str(bindir / "molecule"), *args], cwd=ROOT, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False,
-    )
-    sys.stdout.write(proc.stdout)
-    progress(f"{what}: exit {proc.returncode} after {(time.monotonic() - started) / 60:.1f} min")
-    return proc
+    lines = []
+    with subprocess.Popen([str(bindir / "molecule"), *args], cwd=ROOT, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        for line in proc.stdout:
+            lines.append(line)
+            ended = STEP_ENDED.match(line)
+            if ended:
+                progress(f"  {ended['step']}: {ended['outcome']} in {minutes_since(step_started)}")
+                step_started = time.monotonic()
+    output = "".join(lines)
+    sys.stdout.write(output)
+    progress(f"{what}: exit {proc.returncode} after {minutes_since(started)}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, output)
 
 
 def role_scenario(scenario: str) -> bool:
