@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from apt_probe import apt_update_through, check_that_a_wrong_pinned_key_stops_the_run, refused
-from reach import address_of, connects
+from reach import address_of, blocked_from, connects
 
 TIMEOUT = 3
 
@@ -68,8 +68,15 @@ def test_containers_cannot_gain_privileges(host):
 
 
 def test_default_bridge_keeps_containers_apart(host):
+    """icc off: a container on the default bridge cannot open another's port there, which the
+    host itself reaches; the source's own port, reached from inside it, is the control."""
     bridge = json.loads(host.check_output("docker network inspect bridge"))[0]
     assert bridge["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+    source, target = (host.check_output("docker inspect -f '{{.NetworkSettings.IPAddress}}' %s", name)
+                      for name in ("probe-loopback", "probe-public"))
+    health = host.check_output(f"curl -fsS --max-time {TIMEOUT} http://{target}:8002/health")
+    assert json.loads(health)["status"] == "ok"
+    assert blocked_from(host.backend.host, target, 8002, control=(source, 8000), inner="probe-loopback")
 
 
 def test_platform_network(host):

@@ -16,6 +16,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -160,6 +161,28 @@ def test_the_app_works_with_postgresql_redis_and_ollama(host):
     assert work["REDIS_URL"]["ok"] and work["REDIS_URL"]["user"] == "platform", work
     assert work["OLLAMA_BASE_URL"]["ok"] and {"qwen2:0.5b", "standin-offline:1b"} <= set(
         work["OLLAMA_BASE_URL"]["models"]), work
+
+
+def test_an_alert_reaches_the_operator_by_mail(host):
+    """Alertmanager's email receiver, as the inventory sets it: an alert given to Alertmanager
+    goes to the site's mail relay (a stand-in on the host, prepare.yml), from and to the
+    addresses the inventory names."""
+    name = f"E2eMailProbe{time.time_ns()}"
+    alert = json.dumps([{"labels": {"alertname": name, "instance": "e2e", "severity": "warning"}}])
+    host.check_output("curl -fsS --max-time 10 -X POST -H 'Content-Type: application/json' --data %s "
+                      "http://127.0.0.1:9093/api/v2/alerts", alert)
+    deadline = time.monotonic() + 90
+    while True:
+        sink = host.file("/var/log/smtp-sink.jsonl")
+        mails = [json.loads(line) for line in (sink.content_string if sink.exists else "").splitlines()]
+        mine = [mail for mail in mails if re.search(rf"^Subject: .*{name}", mail["message"], re.MULTILINE)]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert mine, f"no mail about {name} reached the relay in 90 s (it kept {len(mails)})"
+    assert mine[0]["from"] == f"<alertmanager@{DOMAIN}>"
+    assert mine[0]["to"] == [f"<ops@{DOMAIN}>"]
+    assert re.search(rf"^To: ops@{re.escape(DOMAIN)}\r?$", mine[0]["message"], re.MULTILINE), mine[0]["message"][:500]
 
 
 def test_rerun_changes_nothing():
