@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from reach import address_of, blocked, connects
+from slow import slow
 
 DOMAIN = "platform.test"
 GATEWAY = "172.31.0.1"
@@ -504,6 +505,7 @@ def served_certificate(address: str) -> bytes:
         return connection.getpeercert(binary_form=True)
 
 
+@slow(10, "three more converges of the edge host")
 def test_an_acme_certificate_is_obtained_trusted_renewed_by_certbot_s_timer_and_sent_with_hsts(
         host, address, tmp_path):
     """nginx_tls_mode acme against an internal ACME service (STAND-IN for Let's Encrypt:
