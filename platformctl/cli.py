@@ -1,5 +1,5 @@
 """installer.py's commands (docs/design.md): install, validate, preflight, check, verify, backup, restore,
-rollback, secrets."""
+rollback, secrets, bundle verify."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from platformctl import hostchecks, manifests, paths, report, runner, validation
+from platformctl import bundle, hostchecks, manifests, paths, report, runner, validation
 from platformctl import inventory as inventories
 from platformctl.errors import BadInput, ExitCode, InstallerError, PreflightFailed
 from platformctl.events import OUTSIDE_ROLES, RunState
@@ -42,6 +42,7 @@ COMMANDS = {
     "restore": "point-in-time restore: --target-time 'YYYY-MM-DD HH:MM:SS+00' or --latest",
     "rollback": "rollback APP: the app's replicas go back to the image they replaced",
     "secrets": "create missing secrets; --rotate NAME replaces one; --set NAME stores a value you were given",
+    "bundle": "bundle verify FILE: check an offline bundle's signature and every file's sha256 (no inventory)",
 }
 TARGET_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d+)?[+-]\d{2}(:?\d{2})?$")
 
@@ -61,9 +62,11 @@ def build_parser() -> Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("command", nargs="?", default="install", choices=list(COMMANDS), metavar="COMMAND")
-    parser.add_argument("app", nargs="?", metavar="APP", help="rollback: the app (a platform_apps name)")
-    parser.add_argument("-i", "--inventory", required=True, metavar="ENV|PATH",
-                        help="an environment in inventories/ or the path of an inventory folder")
+    parser.add_argument("operands", nargs="*", metavar="ARG",
+                        help="rollback: APP (a platform_apps name); bundle: verify FILE")
+    parser.add_argument("-i", "--inventory", metavar="ENV|PATH",
+                        help="an environment in inventories/ or the path of an inventory folder (every command "
+                        "but bundle verify)")
     parser.add_argument("--limit", help="only these hosts or groups (Ansible pattern)")
     parser.add_argument("--tags", help="only tasks or roles with these tags (comma-separated)")
     parser.add_argument("--skip-tags", help="skip tasks or roles with these tags")
@@ -79,11 +82,34 @@ def build_parser() -> Parser:
     parser.add_argument("--rotate", metavar="NAME", help="secrets: replace this secret")
     parser.add_argument("--set", metavar="NAME", dest="set_secret",
                         help="secrets: store this secret's value, read from the terminal or standard input")
+    parser.add_argument("--fingerprint", metavar="FPR",
+                        help="bundle verify: the bundle key's fingerprint, as the build printed it")
     return parser
+
+
+def parse_operands(args: argparse.Namespace) -> None:
+    """The positional words after the command: rollback's app, bundle's action and file."""
+    operands, args.app, args.bundle_file = args.operands, None, None
+    if args.command == "bundle":
+        if len(operands) != 2 or operands[0] != "verify":
+            raise BadInput("command line: `installer.py bundle verify FILE [--fingerprint FPR]` checks a bundle; "
+                           "building one is not available in this version")
+        args.bundle_file = Path(operands[1])
+    elif args.command == "rollback" and len(operands) == 1:
+        args.app = operands[0]
+    elif args.command == "rollback" or operands:
+        raise BadInput("command line: rollback takes the name of one app (`installer.py rollback APP --inventory ENV`)"
+                       if args.command == "rollback" else f"command line: {operands[0]}: only rollback takes an app")
+    if args.command != "bundle" and not args.inventory:
+        raise BadInput("command line: the following arguments are required: -i/--inventory "
+                       "(an environment in inventories/ or the path of an inventory folder)")
+    if args.fingerprint and args.command != "bundle":
+        raise BadInput("command line: --fingerprint goes with bundle verify")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
+    parse_operands(args)
     if args.command != "restore" and (args.target_time or args.latest):
         raise BadInput("command line: --target-time and --latest go with the restore command")
     if args.command == "restore":
@@ -92,9 +118,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
                            "and --latest")
         if args.target_time and not TARGET_TIME.match(args.target_time):
             raise BadInput(f"command line: --target-time {args.target_time!r}: expected 'YYYY-MM-DD HH:MM:SS+00'")
-    if (args.command == "rollback") != bool(args.app):
-        raise BadInput("command line: rollback takes the name of one app (`installer.py rollback APP --inventory ENV`)"
-                       if args.command == "rollback" else f"command line: {args.app}: only rollback takes an app")
     for option, value in (("--rotate", args.rotate), ("--set", args.set_secret)):
         if value and args.command != "secrets":
             raise BadInput(f"command line: {option} goes with the secrets command")
@@ -527,6 +550,20 @@ def confirm(session: Session, question: str) -> bool:
     return session.console.input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
+def cmd_bundle_verify(args: argparse.Namespace, console: Console) -> int:
+    pinned = bundle.normal_fingerprint(args.fingerprint) if args.fingerprint else None
+    console.print(f"bundle: checking {args.bundle_file} (every file's sha256)", highlight=False)
+    verdict = bundle.verify(args.bundle_file, pinned)
+    if verdict.problems:
+        raise BadInput(*(f"{args.bundle_file}: {problem}" for problem in verdict.problems))
+    console.print(f"bundle: {verdict.files} files, {verdict.size / 1e6:.1f} MB, as the manifest lists them; "
+                  f"signed by {verdict.fingerprint}", highlight=False)
+    if not verdict.pinned:
+        console.print("bundle: no --fingerprint given: compare the key above with the one the build printed",
+                      highlight=False)
+    return ExitCode.OK
+
+
 HANDLERS = {"install": cmd_install, "preflight": cmd_preflight, "check": cmd_check, "verify": cmd_verify,
             "backup": cmd_backup, "restore": cmd_restore, "secrets": cmd_secrets, "rollback": cmd_rollback}
 
@@ -538,6 +575,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parse(sys.argv[1:] if argv is None else argv)
         if args.command == "install" and args.check:
             args.command = "check"
+        if args.command == "bundle":  # a file, no inventory, no host
+            return int(cmd_bundle_verify(args, console))
         session = open_session(args, console)
         if args.command == "validate":  # touches no host and writes nothing: no lock to take
             return int(cmd_validate(session))

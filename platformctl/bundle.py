@@ -1,0 +1,225 @@
+"""The offline bundle's manifest and its check (`installer.py bundle verify FILE`).
+
+A bundle is one tar archive. At its root: `manifest.json` (every other file's sha256 and
+size), `manifest.json.asc` (a detached OpenPGP signature of it) and `bundle-key.asc` (the
+public half of the key made for the bundle, which signs the manifest and the bundle's apt
+repository). The key in the archive proves nothing alone: whoever trusts a bundle pins the
+fingerprint the build printed (`--fingerprint`, or `platform_bundle_fingerprint`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from platformctl.errors import BadInput, InstallerError
+
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.json.asc"
+PUBLIC_KEY = "bundle-key.asc"
+OWN_FILES = (MANIFEST, SIGNATURE, PUBLIC_KEY)
+FORMAT = 1
+FINGERPRINT = re.compile(r"^[0-9A-F]{40}$")
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Entry:
+    sha256: str
+    size: int
+
+
+def digest(stream: IO[bytes]) -> Entry:
+    sha, size = hashlib.sha256(), 0
+    while chunk := stream.read(CHUNK):
+        sha.update(chunk)
+        size += len(chunk)
+    return Entry(sha.hexdigest(), size)
+
+
+def normal_fingerprint(text: str) -> str:
+    """A fingerprint as gpg prints it or as people write it (spaces, lower case), in one form."""
+    value = "".join(text.split()).upper()
+    if not FINGERPRINT.match(value):
+        raise BadInput(f"--fingerprint {text!r}: expected the bundle key's 40 hex digits, as the build printed them")
+    return value
+
+
+def manifest_of(folder: Path) -> dict:
+    """The manifest of every file under `folder` but the bundle's own three, by relative path."""
+    files = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = path.relative_to(folder).as_posix()
+        if name in OWN_FILES:
+            continue
+        with path.open("rb") as stream:
+            entry = digest(stream)
+        files[name] = {"sha256": entry.sha256, "size": entry.size}
+    return {"format": FORMAT, "files": files}
+
+
+class Keyring:
+    """A throwaway GnuPG home: the bundle key is made, used or checked there, never in the
+    operator's own keyring."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+
+    def gpg(self, *args: str, data: bytes | None = None) -> subprocess.CompletedProcess:
+        if shutil.which("gpg") is None:
+            raise InstallerError("gpg is not installed on this machine; install it (apt-get install gpg) and run again")
+        return subprocess.run(["gpg", "--homedir", str(self.home), "--batch", "--no-tty", "--status-fd", "1", *args],
+                              input=data, capture_output=True, check=False)
+
+    def generate(self, name: str) -> str:
+        made = self.gpg("--passphrase", "", "--quick-generate-key", name, "ed25519", "sign", "never")
+        if made.returncode != 0:
+            raise InstallerError(f"gpg could not make the bundle key: {made.stderr.decode(errors='replace').strip()}")
+        return re.search(rb"^\[GNUPG:\] KEY_CREATED \S+ ([0-9A-F]{40})", made.stdout, re.MULTILINE)[1].decode()
+
+    def export(self, fingerprint: str) -> bytes:
+        return self.gpg("--armor", "--export", fingerprint).stdout
+
+    def sign(self, fingerprint: str, data: bytes) -> bytes:
+        signed = self.gpg("--armor", "--detach-sign", "--local-user", fingerprint, data=data)
+        if signed.returncode != 0:
+            raise InstallerError(f"gpg could not sign the manifest: {signed.stderr.decode(errors='replace').strip()}")
+        return signed.stdout
+
+    def import_key(self, armored: bytes) -> list[str]:
+        imported = self.gpg("--import", "--import-options", "import-minimal", data=armored)
+        return [fpr.decode() for fpr in re.findall(rb"^\[GNUPG:\] IMPORT_OK \d+ ([0-9A-F]{40})", imported.stdout,
+                                                   re.MULTILINE)]
+
+    def signer(self, signature: bytes, data: bytes) -> str | None:
+        """The fingerprint of the primary key whose good signature of `data` this is, else None."""
+        with tempfile.TemporaryDirectory(dir=self.home) as work:
+            signature_file, data_file = Path(work, "signature"), Path(work, "data")
+            signature_file.write_bytes(signature)
+            data_file.write_bytes(data)
+            checked = self.gpg("--verify", str(signature_file), str(data_file))
+        valid = re.search(rb"^\[GNUPG:\] VALIDSIG (?:\S+ ){9}([0-9A-F]{40})", checked.stdout, re.MULTILINE)
+        return valid[1].decode() if checked.returncode == 0 and valid else None
+
+
+@contextmanager
+def keyring() -> Iterator[Keyring]:
+    with tempfile.TemporaryDirectory(prefix="platformctl-gpg-") as home:
+        os.chmod(home, 0o700)
+        yield Keyring(Path(home))
+
+
+def sign_folder(folder: Path, key_home: Path, fingerprint: str) -> None:
+    """Writes the folder's manifest, its signature and the public key, with the bundle key
+    kept in `key_home` (a GnuPG home)."""
+    ring = Keyring(key_home)
+    data = json.dumps(manifest_of(folder), indent=1, sort_keys=True).encode() + b"\n"
+    (folder / MANIFEST).write_bytes(data)
+    (folder / SIGNATURE).write_bytes(ring.sign(fingerprint, data))
+    (folder / PUBLIC_KEY).write_bytes(ring.export(fingerprint))
+
+
+def pack(folder: Path, archive: Path) -> None:
+    """The folder as one tar archive: its contents at the archive's root, the bundle's own
+    files first, so that a check can read them before the rest."""
+    names = [*OWN_FILES, *sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                                 if p.is_file() and p.relative_to(folder).as_posix() not in OWN_FILES)]
+    with tarfile.open(archive, "w") as tar:
+        for name in names:
+            tar.add(folder / name, arcname=name, recursive=False)
+
+
+@dataclass
+class Verdict:
+    fingerprint: str | None = None
+    pinned: bool = False
+    files: int = 0
+    size: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def _read(tar: tarfile.TarFile, verdict: Verdict) -> tuple[dict[str, bytes], dict[str, Entry]]:
+    """The bundle's own files, whole, and the sha256 and size of every other file."""
+    own: dict[str, bytes] = {}
+    seen: dict[str, Entry] = {}
+    for member in tar:
+        name = member.name.removeprefix("./")
+        if member.isdir():
+            continue
+        if not member.isfile():
+            verdict.problems.append(f"{name}: not a plain file (bundles hold files only)")
+        elif name.startswith("/") or ".." in name.split("/"):
+            verdict.problems.append(f"{name}: a path outside the bundle")
+        elif name in own or name in seen:
+            verdict.problems.append(f"{name}: twice in the archive (unpacking would keep the second)")
+        elif name in OWN_FILES:
+            own[name] = tar.extractfile(member).read()
+        else:
+            seen[name] = digest(tar.extractfile(member))
+    return own, seen
+
+
+def _trusted_manifest(own: dict[str, bytes], pinned: str | None, verdict: Verdict) -> dict[str, Entry] | None:
+    """The manifest's entries when its signature verifies with the bundle's key (and that key
+    is the pinned one, when one is), else None with the reason in the verdict."""
+    missing = [name for name in OWN_FILES if name not in own]
+    if missing:
+        verdict.problems.append(f"{', '.join(missing)}: missing, so nothing in the bundle can be trusted")
+        return None
+    with keyring() as ring:
+        fingerprints = ring.import_key(own[PUBLIC_KEY])
+        if len(fingerprints) != 1:
+            verdict.problems.append(f"{PUBLIC_KEY}: expected one key, found {len(fingerprints)}")
+            return None
+        verdict.fingerprint, verdict.pinned = fingerprints[0], bool(pinned)
+        if pinned and verdict.fingerprint != pinned:
+            verdict.problems.append(f"{PUBLIC_KEY}: the bundle is signed by {verdict.fingerprint}, "
+                                    f"not the pinned key {pinned}")
+        if ring.signer(own[SIGNATURE], own[MANIFEST]) != verdict.fingerprint:
+            verdict.problems.append(f"{MANIFEST}: its signature does not verify with the bundle's key "
+                                    "(the manifest was changed after the build)")
+            return None
+    try:
+        return {name: Entry(item["sha256"], int(item["size"]))
+                for name, item in json.loads(own[MANIFEST])["files"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        verdict.problems.append(f"{MANIFEST}: not a bundle manifest ({error})")
+        return None
+
+
+def verify(archive: Path, pinned: str | None = None) -> Verdict:
+    """Every problem of the bundle at `archive`: a signature that does not verify (or not by
+    the pinned key), and each file missing, altered, or not in the manifest."""
+    verdict = Verdict()
+    if not archive.is_file():
+        raise BadInput(f"{archive}: no such file (the bundle `installer.py bundle` wrote)")
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            own, seen = _read(tar, verdict)
+    except (tarfile.TarError, EOFError) as error:
+        raise BadInput(f"{archive}: not a bundle (not a whole tar archive: {error})") from error
+    listed = _trusted_manifest(own, pinned, verdict)
+    if listed is None:
+        return verdict
+    for name, entry in listed.items():
+        found = seen.get(name)
+        if found is None:
+            verdict.problems.append(f"{name}: missing")
+        elif found != entry:
+            verdict.problems.append(f"{name}: altered (sha256 {found.sha256}, {found.size} bytes; "
+                                    f"the manifest says {entry.sha256}, {entry.size} bytes)")
+    verdict.problems += [f"{name}: not in the manifest" for name in sorted(set(seen) - set(listed))]
+    verdict.files = len(listed)
+    verdict.size = sum(entry.size for entry in listed.values())
+    return verdict

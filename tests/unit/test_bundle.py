@@ -1,0 +1,164 @@
+"""The offline bundle's signed manifest and `bundle verify`'s findings (platformctl/bundle.py),
+with real gpg and real tar archives."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from platformctl import bundle
+from platformctl.cli import main
+from platformctl.errors import BadInput
+
+FILES = {"apt/debian12/pool/redis-server_7.0.15-1_amd64.deb": b"a package\n" * 1000,
+         "images/platform-demo-app_1.tar": b"an image\n",
+         "ollama/ollama-linux-amd64.tgz": b"a release\n"}
+
+
+@pytest.fixture(scope="module")
+def signing_key(tmp_path_factory):
+    """A bundle key, made as the build makes one: (its GnuPG home, its fingerprint)."""
+    home = tmp_path_factory.mktemp("gnupg")
+    home.chmod(0o700)
+    return home, bundle.Keyring(home).generate("Platform bundle test")
+
+
+def built(folder: Path, signing_key, files: dict[str, bytes] = FILES) -> Path:
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    bundle.sign_folder(folder, *signing_key)
+    archive = folder.parent / f"{folder.name}.tar"
+    bundle.pack(folder, archive)
+    return archive
+
+
+@pytest.fixture
+def folder(tmp_path):
+    made = tmp_path / "bundle"
+    made.mkdir()
+    return made
+
+
+def repacked(archive: Path, change) -> Path:
+    """The archive with its members passed through change(name, data) -> [(name, data), ...]."""
+    out = archive.with_name("changed.tar")
+    with tarfile.open(archive) as source, tarfile.open(out, "w") as target:
+        for member in source:
+            for name, data in change(member.name, source.extractfile(member).read()):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                target.addfile(info, io.BytesIO(data))
+    return out
+
+
+def test_a_bundle_as_built_verifies_against_its_pinned_key(folder, signing_key):
+    verdict = bundle.verify(built(folder, signing_key), pinned=signing_key[1])
+    assert verdict.problems == []
+    assert (verdict.fingerprint, verdict.pinned, verdict.files) == (signing_key[1], True, 3)
+    assert verdict.size == sum(len(data) for data in FILES.values())
+
+
+def test_an_altered_file_is_named_with_both_sums(folder, signing_key):
+    name = "images/platform-demo-app_1.tar"
+    archive = repacked(built(folder, signing_key),
+                       lambda n, data: [(n, b"another image\n" if n == name else data)])
+    problems = bundle.verify(archive, pinned=signing_key[1]).problems
+    assert len(problems) == 1 and problems[0].startswith(f"{name}: altered (sha256 "), problems
+    assert bundle.digest(io.BytesIO(FILES[name])).sha256 in problems[0]
+
+
+def test_a_missing_file_and_one_added_are_named(folder, signing_key):
+    gone = "ollama/ollama-linux-amd64.tgz"
+    archive = repacked(built(folder, signing_key), lambda n, data: [] if n == gone else (
+        [(n, data), ("ollama/extra.bin", b"x")] if n == bundle.MANIFEST else [(n, data)]))
+    assert bundle.verify(archive).problems == [f"{gone}: missing", "ollama/extra.bin: not in the manifest"]
+
+
+def test_a_manifest_changed_to_match_an_altered_file_fails_its_signature(folder, signing_key):
+    name = "images/platform-demo-app_1.tar"
+    forged = b"another image\n"
+
+    def forge(member, data):
+        if member == bundle.MANIFEST:
+            manifest = json.loads(data)
+            entry = bundle.digest(io.BytesIO(forged))
+            manifest["files"][name] = {"sha256": entry.sha256, "size": entry.size}
+            data = json.dumps(manifest).encode()
+        return [(member, forged if member == name else data)]
+
+    problems = bundle.verify(repacked(built(folder, signing_key), forge)).problems
+    assert problems == [f"{bundle.MANIFEST}: its signature does not verify with the bundle's key "
+                        "(the manifest was changed after the build)"]
+
+
+def test_a_bundle_signed_by_another_key_is_refused_when_one_is_pinned(folder, signing_key, tmp_path):
+    other_home = tmp_path / "other"
+    other_home.mkdir(mode=0o700)
+    other = bundle.Keyring(other_home).generate("Someone else")
+    archive = built(folder, (other_home, other))
+    assert bundle.verify(archive).problems == []  # unpinned: consistent, but only the pin says whose
+    assert bundle.verify(archive, pinned=signing_key[1]).problems == [
+        f"{bundle.PUBLIC_KEY}: the bundle is signed by {other}, not the pinned key {signing_key[1]}"]
+
+
+def test_paths_outside_the_bundle_and_repeated_names_are_refused(folder, signing_key):
+    name = "images/platform-demo-app_1.tar"
+    archive = repacked(built(folder, signing_key), lambda n, data: (
+        [(n, data), (n, b"second copy"), ("../etc/cron.d/x", b"")] if n == name else [(n, data)]))
+    assert bundle.verify(archive).problems == [
+        f"{name}: twice in the archive (unpacking would keep the second)", "../etc/cron.d/x: a path outside the bundle"]
+
+
+def test_what_is_not_a_bundle_is_bad_input(tmp_path):
+    with pytest.raises(BadInput, match="no such file"):
+        bundle.verify(tmp_path / "absent.tar")
+    (tmp_path / "text.tar").write_text("not a tar archive")
+    with pytest.raises(BadInput, match="not a bundle"):
+        bundle.verify(tmp_path / "text.tar")
+    empty = tmp_path / "empty.tar"
+    tarfile.open(empty, "w").close()
+    assert bundle.verify(empty).problems == [
+        "manifest.json, manifest.json.asc, bundle-key.asc: missing, so nothing in the bundle can be trusted"]
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("b53a e77b adb6 30a6 8304  6005 963f a277 1045 8545", "B53AE77BADB630A683046005963FA27710458545")])
+def test_fingerprints_are_read_as_people_write_them(given, expected):
+    assert bundle.normal_fingerprint(given) == expected
+    with pytest.raises(BadInput, match="40 hex digits"):
+        bundle.normal_fingerprint("B53AE77B")
+
+
+def test_installer_bundle_verify_prints_what_it_checked_and_exits_0(capsys, folder, signing_key):
+    archive = built(folder, signing_key)
+    code = main(["bundle", "verify", str(archive), "--fingerprint", signing_key[1].lower()])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"3 files, 0.0 MB, as the manifest lists them; signed by {signing_key[1]}" in out
+    assert "no --fingerprint given" not in out
+    assert main(["bundle", "verify", str(archive)]) == 0
+    assert "compare the key above with the one the build printed" in capsys.readouterr().out
+
+
+def test_installer_bundle_verify_names_each_problem_and_exits_4(capsys, folder, signing_key):
+    name = "images/platform-demo-app_1.tar"
+    archive = repacked(built(folder, signing_key), lambda n, data: [] if n == name else [(n, data)])
+    assert main(["bundle", "verify", str(archive)]) == 4
+    assert capsys.readouterr().err.strip() == f"error: {archive}: {name}: missing"
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["bundle", "-i", "local"], "`installer.py bundle verify FILE [--fingerprint FPR]` checks a bundle"),
+    (["bundle", "check", "x.tar"], "`installer.py bundle verify FILE [--fingerprint FPR]` checks a bundle"),
+    (["check", "-i", "local", "--fingerprint", "AB"], "--fingerprint goes with bundle verify"),
+    (["bundle", "verify", "x.tar", "--fingerprint", "AB"], "--fingerprint 'AB': expected the bundle key's 40 hex"),
+])
+def test_bundle_command_lines_that_cannot_work_exit_4(capsys, argv, expected):
+    assert main(argv) == 4
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and expected in err, err
