@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from slow import slow
 
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
@@ -217,6 +218,8 @@ def test_a_failed_release_returns_to_the_one_before_by_itself(host):
     assert {api_health(host)["status"] for _ in range(4)} == {"ok"}
 
 
+# The drift test below runs check through the whole stack in CI; this one adds its exit 0.
+@slow(6, "one more whole-stack check run")
 def test_check_on_a_clean_install_exits_0():
     proc = installer("check", "--json", str(EPHEMERAL / "check.json"))
     assert proc.returncode == 0
@@ -342,6 +345,7 @@ def opens_database(host, url: str) -> subprocess.CompletedProcess:
     return host.run(f"docker exec api-1 python3 -c {shlex.quote(script)} {shlex.quote(url)}")
 
 
+@slow(9, "one more whole install")
 def test_a_rotated_secret_applies_everywhere_on_the_next_install(host):
     """secrets --rotate, then an install: PostgreSQL's role, both api replicas and the job's
     environment get the new password, the API works with it, and the old one no longer opens
