@@ -113,11 +113,20 @@ class Keyring:
         return valid[1].decode() if checked.returncode == 0 and valid else None
 
 
+def stop_agent(home: Path) -> None:
+    """gpg starts an agent per home folder, which outlives gpg: stop it with the folder."""
+    if shutil.which("gpgconf"):
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, check=False)
+
+
 @contextmanager
 def keyring() -> Iterator[Keyring]:
     with tempfile.TemporaryDirectory(prefix="platformctl-gpg-") as home:
         os.chmod(home, 0o700)
-        yield Keyring(Path(home))
+        try:
+            yield Keyring(Path(home))
+        finally:
+            stop_agent(Path(home))
 
 
 def sign_folder(folder: Path, key_home: Path, fingerprint: str) -> None:

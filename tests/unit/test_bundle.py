@@ -24,7 +24,8 @@ def signing_key(tmp_path_factory):
     """A bundle key, made as the build makes one: (its GnuPG home, its fingerprint)."""
     home = tmp_path_factory.mktemp("gnupg")
     home.chmod(0o700)
-    return home, bundle.Keyring(home).generate("Platform bundle test")
+    yield home, bundle.Keyring(home).generate("Platform bundle test")
+    bundle.stop_agent(home)
 
 
 def built(folder: Path, signing_key, files: dict[str, bytes] = FILES) -> Path:
@@ -101,6 +102,7 @@ def test_a_bundle_signed_by_another_key_is_refused_when_one_is_pinned(folder, si
     other_home.mkdir(mode=0o700)
     other = bundle.Keyring(other_home).generate("Someone else")
     archive = built(folder, (other_home, other))
+    bundle.stop_agent(other_home)
     assert bundle.verify(archive).problems == []  # unpinned: consistent, but only the pin says whose
     assert bundle.verify(archive, pinned=signing_key[1]).problems == [
         f"{bundle.PUBLIC_KEY}: the bundle is signed by {other}, not the pinned key {signing_key[1]}"]
