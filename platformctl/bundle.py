@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from platformctl import validation
 from platformctl.errors import BadInput, InstallerError
 
 MANIFEST = "manifest.json"
@@ -49,8 +50,9 @@ def digest(stream: IO[bytes]) -> Entry:
 
 
 def normal_fingerprint(text: str) -> str:
-    """A fingerprint as gpg prints it or as people write it (spaces, lower case), in one form."""
-    value = "".join(text.split()).upper()
+    """A fingerprint as gpg prints it or as people write it (spaces, lower case), in the one
+    form the roles pin keys in (plugins/filter/signing_keys.py)."""
+    value = validation.plan("signing_keys").fingerprint_of(text)
     if not FINGERPRINT.match(value):
         raise BadInput(f"--fingerprint {text!r}: expected the bundle key's 40 hex digits, as the build printed them")
     return value

@@ -382,8 +382,8 @@ def _placement_problems(app: dict, groups: dict[str, list[str]]) -> list[tuple[s
 
 @functools.cache
 def plan(name: str) -> ModuleType:
-    """A planning filter of plugins/filter (app_plan, nginx_plan) as a module, so that the
-    checks here read the apps as the roles do."""
+    """A filter of plugins/filter (app_plan, nginx_plan, signing_keys) as a module, so that the
+    installer reads apps and keys as the roles do."""
     spec = importlib.util.spec_from_file_location(name, paths.ROOT / "plugins" / "filter" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -7,7 +7,7 @@
 # Scenarios run four at a time (TEST_WORKERS to change). On the 2-core CI machine
 # (2026-12-02) e2e took 13 min alone and 72 min beside the three other largest scenarios, so
 # four at once gains little over fewer: TEST_WORKERS=2 is worth measuring against 4.
-# PLATFORM_TEST_SLOW=1 adds the scenarios too slow for CI (the NVIDIA driver's DKMS build).
+# PLATFORM_TEST_SLOW=1 adds the scenarios and tests too slow for CI (README, "Tests").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib.sh

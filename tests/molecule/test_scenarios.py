@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from slow import RUN_SLOW
 
 ROOT = Path(__file__).resolve().parents[2]
 # Minutes each scenario took on the 2-core machine with four scenarios running, its check-mode
@@ -31,7 +32,6 @@ MINUTES = {"e2e": 59, "multinode": 44, "newcomer": 26, "edge": 39, "monitoring":
 # Too slow for CI's budget beside the rest (README, "Tests"): the NVIDIA driver's DKMS build
 # (an hour), and the multi-node example's four hosts.
 SLOW = {"nvidia_driver_forced", "multinode"}
-RUN_SLOW = os.environ.get("PLATFORM_TEST_SLOW") == "1"
 
 
 def scheduled(names: list[str], workers: int) -> list[str]:
