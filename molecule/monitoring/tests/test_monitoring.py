@@ -126,7 +126,7 @@ def test_prometheus_loaded_the_rules(host):
 
 def test_host_metrics(host):
     """pgBackRest, WAL archiving, the served certificate, and the GPU of the stand-in nvidia-smi."""
-    assert [s["value"][1] for s in query(host, "platform_host_metrics_success")] == ["1"] * 4
+    assert [s["value"][1] for s in query(host, "platform_host_metrics_success")] == ["1"] * 5
     assert query(host, "platform_pgbackrest_backups >= 1"), "no pgBackRest backup reported"
     assert query(host, 'time() - platform_pgbackrest_last_backup_timestamp_seconds{type="full"} < 86400')
     assert query(host, "platform_postgresql_wal_last_archived_timestamp_seconds > 0"), "no WAL archived"

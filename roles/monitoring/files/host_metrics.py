@@ -63,6 +63,22 @@ def wal_archiving() -> str:
             + sample("platform_postgresql_wal_last_failed_timestamp_seconds", {}, last_failed))
 
 
+def restore_drill(result: Path) -> str:
+    """The last restore drill's outcome, from the result the postgresql role's drill writes
+    (none before the first drill)."""
+    if not result.exists():
+        return ""
+    drill = json.loads(result.read_text())
+    lines = (sample("platform_restore_drill_success", {}, 1 if drill["status"] == "ok" else 0)
+             + sample("platform_restore_drill_last_run_timestamp_seconds", {}, drill["finished"]))
+    if drill.get("last_success"):
+        lines += sample("platform_restore_drill_last_success_timestamp_seconds", {}, drill["last_success"])
+    for figure in ("recovery_point_seconds", "restore_seconds"):
+        if figure in drill:
+            lines += sample(f"platform_restore_drill_{figure}", {}, drill[figure])
+    return lines
+
+
 def tls(endpoints: list[str]) -> str:
     """notAfter of the certificate each address:port=server_name serves."""
     lines = ""
@@ -105,6 +121,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--pgbackrest-stanza")
+    parser.add_argument("--restore-drill-result", type=Path)
     parser.add_argument("--tls", action="append", default=[], metavar="ADDRESS:PORT=SERVER_NAME")
     parser.add_argument("--nvidia-smi")
     args = parser.parse_args()
@@ -113,6 +130,8 @@ def main() -> int:
     if args.pgbackrest_stanza:
         collectors["pgbackrest"] = lambda: pgbackrest(args.pgbackrest_stanza)
         collectors["wal_archiving"] = wal_archiving
+    if args.restore_drill_result:
+        collectors["restore_drill"] = lambda: restore_drill(args.restore_drill_result)
     if args.tls:
         collectors["tls"] = lambda: tls(args.tls)
     if args.nvidia_smi:
