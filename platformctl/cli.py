@@ -511,8 +511,8 @@ def cmd_backup(session: Session) -> int:
 def cmd_restore_drill(session: Session) -> int:
     outcome, state = run(session, "restore_drill.yml", "restore", check=False)
     # The drill records its figures per database host, failed or not.
-    drills = {host: facts["restore_drill_report"] for host, facts in state.facts.items()
-              if "restore_drill_report" in facts}
+    drills = {host: facts["postgresql_restore_drill_report"] for host, facts in state.facts.items()
+              if "postgresql_restore_drill_report" in facts}
     steps = [str(report.get("summary", "")) for report in drills.values()]
     return finish(session, "restore", outcome, state, code=exit_code("restore", state), steps=steps,
                   details={"drills": drills})
