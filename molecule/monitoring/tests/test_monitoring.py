@@ -27,6 +27,7 @@ from urllib.parse import quote
 import pytest
 import testinfra.utils.ansible_runner
 import yaml
+from drill import DRILL_SERVICE, result, stale_heartbeat
 from reach import blocked
 
 INVENTORY = str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
@@ -118,7 +119,8 @@ def test_prometheus_loaded_the_rules(host):
     assert {"TargetDown", "PostgreSQLDown", "RedisDown", "NginxDown", "HighErrorRate", "HighLatencyP95",
             "HighMemoryUsage", "DiskAlmostFull", "BackupTooOld", "WalArchivingFailing",
             "CertificateExpiresSoon", "GpuTemperatureHigh", "GpuMemoryHigh", "PlatformDrift",
-            "PlatformDriftCheckMissing", "PlatformDriftCheckFailed"} <= alerts
+            "PlatformDriftCheckMissing", "PlatformDriftCheckFailed", "RestoreDrillFailed", "RestoreDrillMissing",
+            "RestoreDrillNeverPassed"} <= alerts
     unhealthy = [(rule["name"], rule.get("lastError")) for group in groups for rule in group["rules"]
                  if rule.get("health") == "err"]
     assert not unhealthy, unhealthy
@@ -310,6 +312,37 @@ def test_redis_down_alert_fires_and_verify_reports_it(host):
     assert wait_for(lambda: not alert_states(host, "RedisDown"), 60), "RedisDown did not clear after Redis came back"
     assert wait_for(lambda: notified(host, "RedisDown", "resolved"), 60), \
         "Alertmanager did not tell the webhook receiver that RedisDown was resolved"
+
+
+def drill_published(host, status: str) -> None:
+    """The drill's result as the host collector publishes it, collected now and not a minute later."""
+    host.check_output("systemctl start platform-host-metrics.service")
+    expected = "1" if status == "ok" else "0"
+    assert wait_for(lambda: [s["value"][1] for s in query(host, "platform_restore_drill_success")] == [expected], 90), \
+        f"platform_restore_drill_success is not {expected} after a drill that ended {status}"
+
+
+def test_a_failed_restore_drill_fires_its_alert_and_a_passing_one_clears_it(host):
+    """The postgresql role's drill, run through its unit: made to fail by an hour-old heartbeat
+    in the archived WAL, RestoreDrillFailed fires and reaches the receiver; the next drill,
+    with a fresh heartbeat, passes and clears it."""
+    assert not alert_states(host, "RestoreDrillFailed")
+    with stale_heartbeat(host):
+        failed = host.run("systemctl start %s", DRILL_SERVICE)
+    assert failed.rc != 0 and result(host)["status"] == "failed", result(host)
+    drill_published(host, "failed")
+    assert wait_for(lambda: "firing" in alert_states(host, "RestoreDrillFailed"), 90), "RestoreDrillFailed did not fire"
+    assert wait_for(lambda: notified(host, "RestoreDrillFailed", "firing"), 60), \
+        "Alertmanager did not notify the webhook receiver of RestoreDrillFailed"
+
+    host.check_output("systemctl start %s", DRILL_SERVICE)
+    passed = result(host)
+    assert passed["status"] == "ok" and passed["last_success"] == passed["finished"], passed
+    drill_published(host, "ok")
+    assert query(host, f"platform_restore_drill_last_success_timestamp_seconds == {passed['last_success']}")
+    assert query(host, f"platform_restore_drill_recovery_point_seconds == {passed['recovery_point_seconds']}")
+    assert wait_for(lambda: not alert_states(host, "RestoreDrillFailed"), 90), "RestoreDrillFailed did not clear"
+    assert not alert_states(host, "RestoreDrillMissing") and not alert_states(host, "RestoreDrillNeverPassed")
 
 
 def psql_as_monitoring(host, sql: str, database: str = "postgres"):

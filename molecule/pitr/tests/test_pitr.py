@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import testinfra.utils.ansible_runner
 import yaml
+from drill import SCRATCH, archive_now, heartbeat, result, stale_heartbeat
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
@@ -175,6 +176,56 @@ def test_installer_backup_covers_postgresql_and_redis(host, operator_inventory):
     assert key.encode() in snapshot.content
     for secret in SECRETS.values():
         assert secret not in proc.stdout + proc.stderr
+
+
+def drill_left_the_server_alone(host, started: str) -> None:
+    """The running server was not restarted and the scratch instance is gone."""
+    assert superuser_sql(host, "SELECT pg_postmaster_start_time()") == started
+    assert not host.file(SCRATCH).exists
+    assert host.run("ss -Hltn 'sport = :5439'").stdout == ""
+
+
+def test_a_drill_whose_restored_heartbeat_is_too_old_fails_and_says_why(host, operator_inventory):
+    """installer.py restore --drill, with the heartbeat an hour old in every archived WAL: the
+    restore works, the recovery point it measures is the hour, past the 300 s allowed."""
+    started = superuser_sql(host, "SELECT pg_postmaster_start_time()")
+    with stale_heartbeat(host) as written:
+        proc, summary = installer(operator_inventory, "restore", "--drill")
+
+    assert proc.returncode == 1, "a failed drill must fail the command (output above)"
+    name = testinfra_hosts[0]
+    drill = summary["drills"][name]
+    assert drill["status"] == "failed" and drill["repo"] == 2
+    assert "newest heartbeat is" in drill["message"] and "more than 300 s" in drill["message"]
+    assert abs(drill["recovery_point_seconds"] - (drill["started"] - written)) < 2, drill
+    assert f"{name}: restore drill failed: {drill['message']}" in proc.stdout
+    on_host = result(host)
+    assert on_host["status"] == "failed" and on_host["finished"] == drill["finished"]
+    drill_left_the_server_alone(host, started)
+
+
+def test_restore_drill_restores_the_newest_backup_and_prints_its_figures(host, operator_inventory):
+    """installer.py restore --drill: the newest backup of the S3 repository (the one a lost host
+    is restored from) restored into a scratch instance, every database checked, and the
+    recovery point measured from the heartbeat row archived just before."""
+    archive_now(host)
+    written = heartbeat(host)
+    started = superuser_sql(host, "SELECT pg_postmaster_start_time()")
+
+    proc, summary = installer(operator_inventory, "restore", "--drill")
+
+    assert proc.returncode == 0, "installer.py restore --drill failed (output above)"
+    name = testinfra_hosts[0]
+    drill = summary["drills"][name]
+    assert drill["status"] == "ok" and drill["repo"] == 2, drill
+    assert {"platform", "postgres"} <= set(drill["databases"])
+    assert 0 <= drill["recovery_point_seconds"] <= drill["started"] - written + 1, (drill, written)
+    assert 0 < drill["restore_seconds"] < drill["finished"] - drill["started"] + 1
+    assert drill["last_success"] == drill["finished"]
+    assert (f"{name}: restored the newest backup of repository 2 in {drill['restore_seconds']} s; "
+            f"recovery point {drill['recovery_point_seconds']} s") in proc.stdout
+    assert result(host) == {k: v for k, v in drill.items() if k != "summary"}
+    drill_left_the_server_alone(host, started)
 
 
 @pytest.mark.parametrize("target", ["2000-01-01 00:00:00+00", "2999-01-01 00:00:00+00"], ids=["before", "future"])
