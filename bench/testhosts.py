@@ -9,25 +9,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-IMAGE = "platform-test-debian12:latest"
+sys.path.insert(0, str(ROOT / "molecule" / "resources"))
+from containers import IMAGE, remove_container, start_systemd_container  # noqa: E402
+
+__all__ = ["IMAGE", "remove_container", "start_systemd_container"]
 E2E_HOST = "e2e-debian12"
-
-
-def start_systemd_container(name: str, *docker_options: str) -> None:
-    """A fresh container `name` of the test image running systemd, with the settings that run
-    it without --privileged (shared/CI-MACHINE.md)."""
-    subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
-    caps = [f"--cap-add={cap}" for cap in ("SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH",
-                                          "IPC_LOCK", "SYS_NICE")]
-    subprocess.run(["docker", "run", "-d", "--name", name, *caps, "--security-opt", "seccomp=unconfined",
-                    "--security-opt", "apparmor=unconfined", "--cgroupns=host",
-                    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-                    "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",  # noqa: S108 (in the container)
-                    *docker_options, IMAGE, "/lib/systemd/systemd"], check=True, stdout=subprocess.DEVNULL)
-
-
-def remove_container(name: str) -> None:
-    subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
 
 
 def molecule(env: dict[str, str], *args: str, check: bool = True) -> None:

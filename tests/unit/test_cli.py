@@ -62,6 +62,8 @@ def test_no_command_means_install():
     (["check"], "the following arguments are required: -i/--inventory"),
     (["restore", "-i", "local"], "restore needs exactly one of --target-time"),
     (["restore", "-i", "local", "--target-time", "yesterday"], "expected 'YYYY-MM-DD HH:MM:SS+00'"),
+    (["restore", "-i", "local", "--latest", "--drill"], "restore needs exactly one of --target-time"),
+    (["verify", "-i", "local", "--drill"], "--drill go with the restore command"),
     (["verify", "-i", "local", "--rotate", "x"], "--rotate goes with the secrets command"),
     (["rollback", "-i", "local"], "rollback takes the name of one app"),
     (["check", "api", "-i", "local"], "api: only rollback takes an app"),
@@ -307,6 +309,26 @@ def test_restore_prints_and_records_what_it_restored_to(capsys, sample_project, 
     restored = json.loads(summary.read_text())["restored"]
     assert restored == {"web-1": {"target": "2026-01-31 14:05:00+00", "timeline": 2,
                                   "summary": "Restored web-1 to 2026-01-31 14:05:00+00."}}
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["passed", "failed"])
+def test_restore_drill_prints_and_records_each_hosts_drill(capsys, sample_project, write_inventory, tmp_path, fails):
+    """restore --drill: the drill's figures (postgresql_restore_drill_report) in the output and
+    --json, passed or failed; a failed drill exits 1 (sample restore_drill.yml on localhost)."""
+    folder = write_inventory(LOCAL_HOSTS)
+    summary = tmp_path / "drill.json"
+    code, out, _ = run_cli(capsys, "restore", "--drill", "--inventory", str(folder), "-e", f"drill_fails={fails}",
+                           "--json", str(summary))
+    drill = json.loads(summary.read_text())["drills"]["web-1"]
+    if fails:
+        assert code == 1, out
+        assert drill["status"] == "failed"
+        assert "web-1: restore drill failed: no heartbeat row" in out
+    else:
+        assert code == 0, out
+        assert drill == {"status": "ok", "repo": 2, "restore_seconds": 5.7, "recovery_point_seconds": 94.6,
+                         "summary": "web-1: restored the newest backup of repository 2 in 5.7 s"}
+        assert "web-1: restored the newest backup of repository 2 in 5.7 s" in out
 
 
 ROLLBACK_APPS = "platform_apps: [{name: api, image: 'registry.example.com/acme/api:2'}]\n"

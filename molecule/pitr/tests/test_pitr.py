@@ -27,9 +27,13 @@ from platformctl.secrets import SecretStore  # noqa: E402
 INVENTORY = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 SECRETS_DIR = EPHEMERAL / "secrets"
-SCENARIO = yaml.safe_load((Path(__file__).parents[1] / "molecule.yml").read_text())["provisioner"]["inventory"]
+MOLECULE_YML = yaml.safe_load((Path(__file__).parents[1] / "molecule.yml").read_text())
+SCENARIO = MOLECULE_YML["provisioner"]["inventory"]
+SCENARIO_PLATFORMS = {platform["name"]: platform for platform in MOLECULE_YML["platforms"]}
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("postgres")
 assert testinfra_hosts, f"no host of group postgres in {INVENTORY}: every test would be skipped"
+# The host of the S3 stand-in (prepare.yml), which outlives the database host.
+S3_STORE = testinfra.get_host(f"ansible://pitr-s3?ansible_inventory={INVENTORY}")
 
 SECRETS = SCENARIO["group_vars"]["all"]["platform_secrets"]
 # The S3 stand-in's access key, which prepare.yml had it make (the inventory reads this file).
@@ -49,7 +53,8 @@ def operator_inventory() -> Path:
     installer's vault file (as an operator moves a running database's existing passwords in)."""
     folder = EPHEMERAL / "operator-inventory"
     (folder / "group_vars" / "all").mkdir(parents=True, exist_ok=True)
-    hosts = {"all": {"vars": {"ansible_connection": "community.docker.docker"}, **SCENARIO["hosts"]["all"]}}
+    groups = {name: group for name, group in SCENARIO["hosts"]["all"]["children"].items() if name != "s3store"}
+    hosts = {"all": {"vars": {"ansible_connection": "community.docker.docker"}, "children": groups}}
     (folder / "hosts.yml").write_text(yaml.safe_dump(hosts))
     settings = {k: v for k, v in SCENARIO["group_vars"]["all"].items()
                 if k not in ("platform_secrets", "pitr_s3_credentials")}
@@ -127,27 +132,27 @@ def test_s3_repository_is_encrypted_and_has_a_full_backup(host):
     assert s3["status"]["code"] == 0, s3
     assert s3["cipher"] == "aes-256-cbc"
     assert backups(host, "full", 2)
-    assert read_s3_object(host, S3_CREDENTIALS["key"], S3_CREDENTIALS["secret"]).stdout == "Salted__"
+    assert read_s3_object(S3_CREDENTIALS["key"], S3_CREDENTIALS["secret"]).stdout == "Salted__"
 
 
-def read_s3_object(host, key: str, secret: str):
-    """The first bytes of S3_OBJECT, read with boto3 on the host with this access key."""
+def read_s3_object(key: str, secret: str):
+    """The first bytes of S3_OBJECT, read with boto3 on the store's host with this access key."""
     bucket = SCENARIO["group_vars"]["all"]["postgresql_pgbackrest_s3_bucket"]
     read_object = (
         "import sys, boto3; sys.stdout.buffer.write(boto3.client('s3', endpoint_url='https://s3.pitr.test:9000', "
         f"region_name='us-east-1', verify='/opt/s3-standin/ca.crt', aws_access_key_id='{key}', "
         f"aws_secret_access_key='{secret}').get_object(Bucket='{bucket}', Key='{S3_OBJECT}')['Body'].read()[:8])")
-    return host.run("/opt/s3-standin/venv/bin/python -c %s", read_object)
+    return S3_STORE.run("/opt/s3-standin/venv/bin/python -c %s", read_object)
 
 
 def test_s3_store_refuses_a_wrong_key(host):
     """The stand-in checks keys and signatures as real S3 does: the right key reads (positive
     control), a wrong secret or an unknown key is refused, and so is pgBackRest with a wrong
     secret (the environment overrides its configuration file)."""
-    assert read_s3_object(host, S3_CREDENTIALS["key"], S3_CREDENTIALS["secret"]).rc == 0
-    wrong_secret = read_s3_object(host, S3_CREDENTIALS["key"], "not-" + S3_CREDENTIALS["secret"])
+    assert read_s3_object(S3_CREDENTIALS["key"], S3_CREDENTIALS["secret"]).rc == 0
+    wrong_secret = read_s3_object(S3_CREDENTIALS["key"], "not-" + S3_CREDENTIALS["secret"])
     assert wrong_secret.rc != 0 and "SignatureDoesNotMatch" in wrong_secret.stderr, wrong_secret.stderr
-    unknown_key = read_s3_object(host, "AKIAUNKNOWNKEY000000", S3_CREDENTIALS["secret"])
+    unknown_key = read_s3_object("AKIAUNKNOWNKEY000000", S3_CREDENTIALS["secret"])
     assert unknown_key.rc != 0 and "InvalidAccessKeyId" in unknown_key.stderr, unknown_key.stderr
     repo = host.run("PGBACKREST_REPO2_S3_KEY_SECRET=wrong runuser -u postgres -- "
                     "pgbackrest --stanza=platform --repo=2 info --output=json")
@@ -275,7 +280,8 @@ def test_restore_to_a_time_brings_back_what_was_there_then(host, operator_invent
     assert restored["target"] == target
     assert restored["full_backup"] in new_backups[1] | new_backups[2]
     assert int(restored["timeline"]) == timeline(host) > timeline_before
-    assert f"Restored {name} to {target}: last transaction replayed at {restored['last_replayed']}" in proc.stdout
+    assert (f"Restored {name} to {target} in {restored['seconds']} s: "
+            f"last transaction replayed at {restored['last_replayed']}") in proc.stdout
 
 
 def test_restore_to_the_latest_keeps_every_commit(host, operator_inventory):
@@ -294,7 +300,7 @@ def test_restore_to_the_latest_keeps_every_commit(host, operator_inventory):
     new_backups = {repo: set(backups(host, "full", repo)) - set(backups_before[repo]) for repo in REPOSITORIES}
     assert all(len(labels) == 1 for labels in new_backups.values()), f"expected one new full backup each: {new_backups}"
     assert summary["restored"][name]["target"] == "latest"
-    assert f"Restored {name} to the end of the archived WAL" in proc.stdout
+    assert f"Restored {name} to the end of the archived WAL in {summary['restored'][name]['seconds']} s" in proc.stdout
 
 
 def test_converge_after_the_restore_changes_nothing(host):
@@ -304,3 +310,67 @@ def test_converge_after_the_restore_changes_nothing(host):
     recap = [tuple(map(int, m)) for m in RECAP.findall(result.stdout)]
     assert recap, "no PLAY RECAP in the output"
     assert all(counts == (0, 0, 0) for counts in recap), f"converge after the restore was not clean: {recap}"
+
+
+def replace_database_host(name: str) -> None:
+    """The database host's container and its volumes destroyed, a fresh one made under the same
+    name on the same network, and readied as the scenario's prepare readies a host."""
+    from containers import remove_container, start_systemd_container
+
+    remove_container(name)
+    gone = subprocess.run(["docker", "inspect", name], capture_output=True, check=False)
+    assert gone.returncode != 0, f"{name} still exists"
+    network = next(iter(SCENARIO_PLATFORMS[name]["networks"]))["name"]
+    start_systemd_container(name, "--network", network)
+    prepared = run([str(BIN / "ansible-playbook"), "-i", INVENTORY, str(ROOT / "molecule" / "pitr" / "prepare.yml"),
+                    "--limit", name])
+    assert prepared.returncode == 0, "preparing the new host failed (output above)"
+
+
+def test_a_lost_database_host_comes_back_from_the_off_host_repository(host, operator_inventory):
+    """The procedure in the README: a new, empty host under the lost one's name, the install
+    (of the roles this scenario runs: --tags postgresql,redis), which names the
+    backups as another database's and says to restore, then `installer.py restore --latest`.
+    Every row committed before the last WAL segment that archive_timeout closed is back, read
+    from the S3 repository on the store's own host; the local repository was lost with the host."""
+    name = testinfra_hosts[0]
+    archive_timeout = int(superuser_sql(host, "SELECT setting FROM pg_settings WHERE name = 'archive_timeout'"))
+    app_sql(host, "CREATE TABLE loss_probe (batch text, n int)")
+    app_sql(host, "INSERT INTO loss_probe SELECT 'kept', generate_series(1, 1000)")
+    written = superuser_sql(host, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+    # No WAL switch by hand: the server's own archive_timeout must close and archive the segment.
+    deadline = time.monotonic() + archive_timeout + 60
+    while superuser_sql(host, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")[:24] < written:
+        assert time.monotonic() < deadline, f"{written} not archived in archive_timeout ({archive_timeout} s) + 60 s"
+        time.sleep(2)
+    app_sql(host, "INSERT INTO loss_probe SELECT 'at the loss', generate_series(1, 10)")
+
+    replace_database_host(name)
+    assert host.run("test -e /var/lib/postgresql").rc != 0, "the new host is not empty"
+
+    proc, summary = installer(operator_inventory, "--tags", "postgresql,redis")
+    assert proc.returncode == 1, "the install must not pass verify with no data and no backups (output above)"
+    assert "holds the backups of another database than this server's" in proc.stdout
+    assert "run installer.py restore --latest" in proc.stdout
+    failed = [(p["probe"], p["result"]) for p in summary["probes"] if p["result"] != "pass"]
+    # The probe that names the cause first, then only the backup probes it explains.
+    assert failed and failed[0][0] == "Check that the backups are this server's", failed
+    assert {probe for probe, _ in failed} <= {"Check that the backups are this server's",
+                                              "Check WAL archiving into the backup repository",
+                                              "Check that a full backup exists"}, failed
+    assert backups(host, "full", 2), "the install took no backup, and the S3 repository still has the lost host's"
+
+    proc, summary = installer(operator_inventory, "restore", "--latest")
+    assert proc.returncode == 0, "installer.py restore --latest failed (output above)"
+    counts = dict(line.split("|") for line in app_sql(host, "SELECT batch, count(*) FROM loss_probe GROUP BY batch")
+                  .splitlines())
+    assert counts.get("kept") == "1000", counts
+    restored = summary["restored"][name]
+    print(f"host loss: restored in {restored['seconds']} s; of the 10 rows written at the loss, "
+          f"{counts.get('at the loss', '0')} came back")
+    assert all(len(backups(host, "full", repo)) >= 1 for repo in REPOSITORIES)
+    assert host.run("runuser -u postgres -- pgbackrest --stanza=platform check").rc == 0
+
+    proc, summary = installer(operator_inventory, "--tags", "postgresql,redis")
+    assert proc.returncode == 0, "the install after the restore failed (output above)"
+    assert summary["totals"]["changed"] == 0, summary["totals"]
