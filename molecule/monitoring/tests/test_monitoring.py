@@ -113,6 +113,58 @@ def test_rule_files_pass_promtool(host):
     assert config.rc == 0, config.stdout + config.stderr
 
 
+DAY = 86400
+# promtool's clock starts at 0: at 10 days, a backup at 0 is 10 days old.
+DRILL_SERIES = {
+    "fresh": {"oldest": 9 * DAY},  # a new install: backups a day old, no drill yet
+    "never": {"oldest": 0},  # backups 10 days old, no drill ever passed
+    "stale": {"oldest": 0, "success": 1, "last_success": 1 * DAY},  # the last pass 9 days ago
+    "failed": {"oldest": 0, "success": 0, "last_success": 8 * DAY},
+    "passed": {"oldest": 0, "success": 1, "last_success": 9 * DAY},
+}
+DRILL_METRICS = {"oldest": "platform_pgbackrest_oldest_backup_timestamp_seconds",
+                 "success": "platform_restore_drill_success",
+                 "last_success": "platform_restore_drill_last_success_timestamp_seconds"}
+
+
+def drill_alert(name: str, instance: str) -> dict:
+    annotations = {
+        "RestoreDrillFailed": {
+            "summary": f"The last restore drill on {instance} failed",
+            "description": f"See journalctl -u platform-postgresql-restore-drill on {instance}; "
+                           "installer.py restore --drill runs one now."},
+        "RestoreDrillMissing": {
+            "summary": f"No restore drill has passed on {instance} for 8 days",
+            "description": "Backups not restored lately are not known to restore: "
+                           "see platform-postgresql-restore-drill.timer."},
+        "RestoreDrillNeverPassed": {
+            "summary": f"No restore drill has ever passed on {instance}",
+            "description": "Backups never restored are not known to restore: "
+                           "see platform-postgresql-restore-drill.timer."},
+    }[name]
+    severity = "critical" if name == "RestoreDrillFailed" else "warning"
+    return {"exp_labels": {"severity": severity, "instance": instance}, "exp_annotations": annotations}
+
+
+def test_restore_drill_alerts_fire_on_what_they_say(host):
+    """promtool's rule tests on the installed rules: a drill that failed, none passed for 8 days,
+    and none ever passed on backups older than that, each fires its own alert; a new install
+    waiting for its first drill and a recent pass fire none."""
+    series = [{"series": f'{DRILL_METRICS[key]}{{instance="{instance}"}}', "values": f"{value}+0x10"}
+              for instance, values in DRILL_SERIES.items() for key, value in values.items()]
+    expected = {"RestoreDrillFailed": ["failed"], "RestoreDrillMissing": ["stale"],
+                "RestoreDrillNeverPassed": ["never"]}
+    tests = {"rule_files": ["/etc/prometheus/rules/platform.yml"], "evaluation_interval": "1h",
+             "tests": [{"interval": "1d", "input_series": series,
+                        "alert_rule_test": [{"eval_time": "10d", "alertname": name,
+                                             "exp_alerts": [drill_alert(name, i) for i in instances]}
+                                            for name, instances in expected.items()]}]}
+    path = "/tmp/restore-drill-rules-test.yml"  # noqa: S108 (in the test host)
+    host.check_output("printf %%s %s > %s", json.dumps(tests), path)
+    result = host.run("promtool test rules %s", path)
+    assert result.rc == 0, result.stdout + result.stderr
+
+
 def test_prometheus_loaded_the_rules(host):
     groups = api(host, f"{PROMETHEUS}/api/v1/rules")["data"]["groups"]
     alerts = {rule["name"] for group in groups for rule in group["rules"]}
@@ -131,6 +183,8 @@ def test_host_metrics(host):
     assert [s["value"][1] for s in query(host, "platform_host_metrics_success")] == ["1"] * 5
     assert query(host, "platform_pgbackrest_backups >= 1"), "no pgBackRest backup reported"
     assert query(host, 'time() - platform_pgbackrest_last_backup_timestamp_seconds{type="full"} < 86400')
+    assert query(host, "platform_pgbackrest_oldest_backup_timestamp_seconds "
+                       '<= on(instance) platform_pgbackrest_last_backup_timestamp_seconds{type="full"}')
     assert query(host, "platform_postgresql_wal_last_archived_timestamp_seconds > 0"), "no WAL archived"
     expiry = query(host, 'platform_tls_certificate_expiry_timestamp_seconds{server_name="platform.test"}')
     served = host.check_output(

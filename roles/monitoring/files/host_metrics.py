@@ -36,7 +36,7 @@ def sample(name: str, labels: dict[str, str], value: float) -> str:
 
 
 def pgbackrest(stanza: str) -> str:
-    """Newest backup of each type and the backup count, from `pgbackrest info`."""
+    """Newest backup of each type, the oldest kept, and the backup count, from `pgbackrest info`."""
     info = json.loads(run(["runuser", "-u", "postgres", "--", "pgbackrest", "--output=json",
                            f"--stanza={stanza}", "info"]))
     lines = ""
@@ -49,6 +49,9 @@ def pgbackrest(stanza: str) -> str:
             newest[backup["type"]] = max(newest.get(backup["type"], 0), backup["timestamp"]["stop"])
         for kind, stop in newest.items():
             lines += sample("platform_pgbackrest_last_backup_timestamp_seconds", {**labels, "type": kind}, stop)
+        if backups:
+            oldest = min(backup["timestamp"]["stop"] for backup in backups)
+            lines += sample("platform_pgbackrest_oldest_backup_timestamp_seconds", labels, oldest)
     return lines
 
 
