@@ -511,8 +511,7 @@ def cmd_backup(session: Session) -> int:
 def cmd_restore_drill(session: Session) -> int:
     outcome, state = run(session, "restore_drill.yml", "restore", check=False)
     # The drill records its figures per database host, failed or not.
-    drills = {host: facts["postgresql_restore_drill_report"] for host, facts in state.facts.items()
-              if "postgresql_restore_drill_report" in facts}
+    drills = state.reports("postgresql_restore_drill_report")
     steps = [str(report.get("summary", "")) for report in drills.values()]
     return finish(session, "restore", outcome, state, code=exit_code("restore", state), steps=steps,
                   details={"drills": drills})
@@ -529,7 +528,7 @@ def cmd_restore(session: Session) -> int:
     outcome, state = run(session, "restore.yml", "restore", check=False, extra_vars=extra)
     code = exit_code("restore", state)
     # restore.yml's last play records, per database host, what it restored to.
-    restored = {host: facts["restore_report"] for host, facts in state.facts.items() if "restore_report" in facts}
+    restored = state.reports("restore_report")
     steps = [str(r.get("summary", "")) for r in restored.values()]
     return finish(session, "restore", outcome, state, code=code, steps=steps, details={"restored": restored})
 
@@ -546,7 +545,7 @@ def cmd_rollback(session: Session) -> int:
     outcome, state = run(session, "rollback.yml", "rollback", check=False,
                          extra_vars=[json.dumps({"rollback_app": name})])
     code = exit_code("rollback", state)
-    done = {host: facts["app_rollback_report"] for host, facts in state.facts.items() if "app_rollback_report" in facts}
+    done = state.reports("app_rollback_report")
     steps = []
     if done and not code:
         images = sorted({report["image"] for report in done.values()})

@@ -153,6 +153,10 @@ class RunState:
             for host in sorted(hosts)
         }
 
+    def reports(self, fact: str) -> dict[str, Any]:
+        """A fact the plays set on each host to report what they did, by host, where set."""
+        return {host: facts[fact] for host, facts in self.facts.items() if fact in facts}
+
     @property
     def totals(self) -> dict[str, int]:
         return {name: sum(h[name] for h in self.stats.values()) for name in RECAP_FIELDS}

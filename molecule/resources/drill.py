@@ -12,8 +12,9 @@ RESULT = "/var/lib/platform/postgresql-restore-drill.json"
 HEARTBEAT_TIMER = "platform-postgresql-heartbeat.timer"
 HEARTBEAT_SERVICE = "platform-postgresql-heartbeat.service"
 DRILL_SERVICE = "platform-postgresql-restore-drill.service"
-# The role's default postgresql_restore_drill_dir: it must be gone after every drill.
-SCRATCH = "/var/lib/postgresql/restore-drill"
+# The drill's own folder in the role's default postgresql_restore_drill_dir: it must be gone
+# after every drill.
+SCRATCH = "/var/lib/postgresql/restore-drill/platform-restore-drill"
 
 
 def sql(host, statement: str) -> str:

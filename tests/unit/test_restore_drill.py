@@ -60,9 +60,18 @@ def settings_file(tmp_path, monkeypatch):
     return cfg
 
 
-def test_too_little_space_fails_before_restoring_and_names_the_setting(settings_file, monkeypatch, capsys):
+def test_the_restored_copy_must_leave_a_tenth_of_the_file_system_free(tmp_path, monkeypatch):
+    monkeypatch.setattr(drill, "disk_usage", lambda path: (100 * 10**9, 61 * 10**9))
+    drill.check_space(tmp_path, 50 * 10**9)
+    monkeypatch.setattr(drill, "disk_usage", lambda path: (100 * 10**9, 59 * 10**9))
+    with pytest.raises(drill.DrillFailed, match=r"59.0 GB free; the newest backup needs 50.0 GB and 10.0 GB must "
+                                                r"stay free \(set postgresql_restore_drill_dir"):
+        drill.check_space(tmp_path, 50 * 10**9)
+
+
+def test_too_little_space_fails_before_restoring(settings_file, monkeypatch, capsys):
     monkeypatch.setattr(drill, "newest_backup_size", lambda cfg: 50 * 10**9)
-    monkeypatch.setattr(drill, "free_bytes", lambda path: 2 * 10**9)
+    monkeypatch.setattr(drill, "disk_usage", lambda path: (60 * 10**9, 2 * 10**9))
     restored = []
     monkeypatch.setattr(drill, "as_postgres", lambda *argv, **kw: restored.append(argv))
 
@@ -70,10 +79,19 @@ def test_too_little_space_fails_before_restoring_and_names_the_setting(settings_
 
     result = json.loads(Path(settings_file["DRILL_RESULT"]).read_text())
     assert result["status"] == "failed" and result["repo"] == 2
-    assert result["message"] == (f"{settings_file['DRILL_DIR']} has 2.0 GB free; the newest backup needs 50.0 GB "
-                                 "(set postgresql_restore_drill_dir to a larger file system)")
+    assert result["message"].startswith(f"{settings_file['DRILL_DIR']}/platform-restore-drill has 2.0 GB free")
     assert restored == []
     assert json.loads(capsys.readouterr().out) == result
+    # The configured folder stays (it may be a mount point); only the drill's own is removed.
+    assert Path(settings_file["DRILL_DIR"]).is_dir()
+
+
+def test_the_scratch_server_is_isolated_on_its_command_line(tmp_path):
+    """Settings given with -c win over the restored postgresql.auto.conf (ALTER SYSTEM)."""
+    options = drill.server_options(tmp_path, tmp_path / "postgresql.conf", {"DRILL_PORT": "5439"})
+    assert "-c listen_addresses='' " in options
+    assert f"-c unix_socket_directories={tmp_path} " in options
+    assert "-c port=5439 " in options and "-c archive_mode=off " in options
 
 
 def test_a_failure_with_figures_reports_them(settings_file, monkeypatch):
@@ -94,13 +112,14 @@ def published(result: Path) -> dict[str, str]:
     return dict(line.rsplit(" ", 1) for line in host_metrics.restore_drill(result).splitlines())
 
 
-def test_the_collector_publishes_the_drill_and_nothing_before_the_first(tmp_path):
+def test_the_collector_publishes_the_drill_and_only_its_schedule_before_the_first(tmp_path):
     result = tmp_path / "drill.json"
-    assert host_metrics.restore_drill(result) == ""
+    assert published(result) == {"platform_restore_drill_scheduled{}": "1"}
 
     result.write_text(json.dumps({"status": "failed", "message": "x", "finished": 300.5, "last_success": 200.0,
                                   "recovery_point_seconds": 3604.0}))
     assert published(result) == {
+        "platform_restore_drill_scheduled{}": "1",
         "platform_restore_drill_success{}": "0",
         "platform_restore_drill_last_run_timestamp_seconds{}": "300.5",
         "platform_restore_drill_last_success_timestamp_seconds{}": "200.0",

@@ -116,13 +116,15 @@ def test_rule_files_pass_promtool(host):
 DAY = 86400
 # promtool's clock starts at 0: at 10 days, a backup at 0 is 10 days old.
 DRILL_SERIES = {
-    "fresh": {"oldest": 9 * DAY},  # a new install: backups a day old, no drill yet
-    "never": {"oldest": 0},  # backups 10 days old, no drill ever passed
-    "stale": {"oldest": 0, "success": 1, "last_success": 1 * DAY},  # the last pass 9 days ago
-    "failed": {"oldest": 0, "success": 0, "last_success": 8 * DAY},
-    "passed": {"oldest": 0, "success": 1, "last_success": 9 * DAY},
+    "fresh": {"oldest": 9 * DAY, "scheduled": 1},  # a new install: backups a day old, no drill yet
+    "never": {"oldest": 0, "scheduled": 1},  # backups 10 days old, no drill ever passed
+    "off": {"oldest": 0},  # postgresql_restore_drill_enabled: false
+    "stale": {"oldest": 0, "scheduled": 1, "success": 1, "last_success": 1 * DAY},  # the last pass 9 days ago
+    "failed": {"oldest": 0, "scheduled": 1, "success": 0, "last_success": 8 * DAY},
+    "passed": {"oldest": 0, "scheduled": 1, "success": 1, "last_success": 9 * DAY},
 }
 DRILL_METRICS = {"oldest": "platform_pgbackrest_oldest_backup_timestamp_seconds",
+                 "scheduled": "platform_restore_drill_scheduled",
                  "success": "platform_restore_drill_success",
                  "last_success": "platform_restore_drill_last_success_timestamp_seconds"}
 
@@ -149,7 +151,7 @@ def drill_alert(name: str, instance: str) -> dict:
 def test_restore_drill_alerts_fire_on_what_they_say(host):
     """promtool's rule tests on the installed rules: a drill that failed, none passed for 8 days,
     and none ever passed on backups older than that, each fires its own alert; a new install
-    waiting for its first drill and a recent pass fire none."""
+    waiting for its first drill, a host without drills and a recent pass fire none."""
     series = [{"series": f'{DRILL_METRICS[key]}{{instance="{instance}"}}', "values": f"{value}+0x10"}
               for instance, values in DRILL_SERIES.items() for key, value in values.items()]
     expected = {"RestoreDrillFailed": ["failed"], "RestoreDrillMissing": ["stale"],

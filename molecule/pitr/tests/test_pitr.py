@@ -190,7 +190,7 @@ def drill_left_the_server_alone(host, started: str) -> None:
     """The running server was not restarted and the scratch instance is gone."""
     assert superuser_sql(host, "SELECT pg_postmaster_start_time()") == started
     assert not host.file(SCRATCH).exists
-    assert host.run("ss -Hltn 'sport = :5439'").stdout == ""
+    assert host.run("pgrep -u postgres -f -- %s", f"-D {SCRATCH}/data").rc == 1, "the scratch server still runs"
 
 
 def test_a_drill_whose_restored_heartbeat_is_too_old_fails_and_says_why(host, operator_inventory):
@@ -348,6 +348,7 @@ def test_a_lost_database_host_comes_back_from_the_off_host_repository(host, oper
         time.sleep(2)
     app_sql(host, "INSERT INTO loss_probe SELECT 'at the loss', generate_series(1, 10)")
 
+    offsite = backups(host, "full", 2) + backups(host, "diff", 2)
     replace_database_host(name)
     assert host.run("test -e /var/lib/postgresql").rc != 0, "the new host is not empty"
 
@@ -361,7 +362,7 @@ def test_a_lost_database_host_comes_back_from_the_off_host_repository(host, oper
     assert {probe for probe, _ in failed} <= {"Check that the backups are this server's",
                                               "Check WAL archiving into the backup repository",
                                               "Check that a full backup exists"}, failed
-    assert backups(host, "full", 2), "the install took no backup, and the S3 repository still has the lost host's"
+    assert backups(host, "full", 2) + backups(host, "diff", 2) == offsite, "the install touched the lost host's backups"
 
     proc, summary = installer(operator_inventory, "restore", "--latest")
     assert proc.returncode == 0, "installer.py restore --latest failed (output above)"

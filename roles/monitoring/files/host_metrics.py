@@ -67,13 +67,14 @@ def wal_archiving() -> str:
 
 
 def restore_drill(result: Path) -> str:
-    """The last restore drill's outcome, from the result the postgresql role's drill writes
-    (none before the first drill)."""
+    """That drills are scheduled here, and the last one's outcome, from the result the
+    postgresql role's drill writes (none before the first drill)."""
+    lines = sample("platform_restore_drill_scheduled", {}, 1)
     if not result.exists():
-        return ""
+        return lines
     drill = json.loads(result.read_text())
-    lines = (sample("platform_restore_drill_success", {}, 1 if drill["status"] == "ok" else 0)
-             + sample("platform_restore_drill_last_run_timestamp_seconds", {}, drill["finished"]))
+    lines += (sample("platform_restore_drill_success", {}, 1 if drill["status"] == "ok" else 0)
+              + sample("platform_restore_drill_last_run_timestamp_seconds", {}, drill["finished"]))
     if drill.get("last_success"):
         lines += sample("platform_restore_drill_last_success_timestamp_seconds", {}, drill["last_success"])
     for figure in ("recovery_point_seconds", "restore_seconds"):
