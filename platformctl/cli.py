@@ -365,16 +365,25 @@ def local_backup_warnings(session: Session) -> list[str]:
     """The backups kept only on the host they protect, which its loss would take along."""
     warnings = []
     for host in session.loaded.hosts("postgres"):
-        off_site = _setting(session, host, "postgresql", "postgresql_pgbackrest_s3_enabled")
-        if str(off_site).lower() not in ("true", "yes"):
+        if not _enabled(_setting(session, host, "postgresql", "postgresql_pgbackrest_s3_enabled")):
             path = _setting(session, host, "postgresql", "postgresql_pgbackrest_repo_path")
             warnings.append(f"Warning: {host} keeps its only PostgreSQL backups on itself ({path}): losing the host "
                             "loses them. Add an off-site repository (postgresql_pgbackrest_s3_enabled and its "
                             "settings).")
-    for host in session.loaded.hosts("redis"):
-        folder = _setting(session, host, "redis", "redis_backup_dir")
-        warnings.append(f"Warning: {host} keeps its Redis snapshots on itself ({folder}): copy them off the host.")
+    # The backup role's store defaults to PostgreSQL's (roles/backup/defaults/main.yml).
+    local = [host for host in session.loaded.hosts() if "backup" in session.roles.get(host, ())
+             and not _enabled(session.loaded.host_vars(host).get(
+                 "backup_s3_enabled", session.loaded.host_vars(host).get("postgresql_pgbackrest_s3_enabled")))]
+    if local:
+        folder = _setting(session, local[0], "backup", "backup_local_repository")
+        warnings.append(f"Warning: {', '.join(local)} keep the backups of their files (configuration, Redis "
+                        f"snapshots, app volumes) on themselves ({folder}): losing a host loses them. Add an S3 "
+                        "store (backup_s3_enabled and its settings, or PostgreSQL's off-site repository).")
     return warnings
+
+
+def _enabled(value) -> bool:
+    return str(value).lower() in ("true", "yes", "1")
 
 
 def cmd_check(session: Session) -> int:
@@ -477,6 +486,10 @@ def cmd_verify(session: Session) -> int:
 def cmd_secrets(session: Session) -> int:
     if session.args.set_secret:
         return set_secret(session, session.args.set_secret)
+    kept = manifests.kept_encrypted_by(manifests.load_all()).get(session.args.rotate or "")
+    if kept:
+        raise BadInput(f"--rotate {session.args.rotate}: it encrypts {kept}, which a new value could not read; "
+                       "it is not rotated")
     if session.args.rotate and not confirm(session, f"Replace secret {session.args.rotate}? The next install "
                                            "applies the new value everywhere it is used."):
         return ExitCode.OK

@@ -92,6 +92,9 @@ class ManifestError(ValueError):
 class Secret:
     name: str
     format: str = "alnum40"
+    # What the secret encrypts that is kept (backups): a new value could not read it, so
+    # installer.py secrets --rotate refuses it.
+    encrypts: str = ""
 
 
 @dataclass(frozen=True)
@@ -176,7 +179,7 @@ MANIFEST_KEYS: Schema = {
     "only_with": (list, False), "needs_hosts_in": (str, False), "tags": (list, False), "secrets": (list, False),
     "ports": (list, False), "minimums": (dict, False), "downloads": (list, False),
 }
-SECRET_KEYS: Schema = {"name": (str, True), "format": (str, False)}
+SECRET_KEYS: Schema = {"name": (str, True), "format": (str, False), "encrypts": (str, False)}
 PORT_KEYS: Schema = {
     "port": (int, True), "comment": (str, True), "setting": (str, False), "proto": (str, False),
     "on_groups": (list, False), "from_groups": (list, False), "from_app_containers": (bool, False),
@@ -310,6 +313,11 @@ def secrets_of(manifests: Iterable[Manifest], roles: Iterable[str]) -> dict[str,
     """Name -> format of every secret the given roles need."""
     wanted = set(roles)
     return {s.name: s.format for m in manifests if m.role in wanted for s in m.secrets}
+
+
+def kept_encrypted_by(manifests: Iterable[Manifest]) -> dict[str, str]:
+    """Name -> what it encrypts, of every secret that encrypts data kept over time."""
+    return {s.name: s.encrypts for m in manifests for s in m.secrets if s.encrypts}
 
 
 def minimums_of(manifests: Iterable[Manifest], host_groups: Iterable[str],

@@ -380,7 +380,8 @@ def test_the_summary_says_to_keep_the_vault_password_off_the_platform(tmp_path):
     vault.write_text("$ANSIBLE_VAULT;1.1;AES256\n")
     session = SimpleNamespace(
         args=SimpleNamespace(inventory="prod"),
-        loaded=SimpleNamespace(hosts=lambda group: [], host_vars=lambda host: {}),
+        loaded=SimpleNamespace(hosts=lambda group="all": [], host_vars=lambda host: {}),
+        roles={},
         store=SimpleNamespace(file=vault, password_file=password),
         inventory=SimpleNamespace(display_path=str))
     steps = cli.next_steps(session)
@@ -393,17 +394,20 @@ def test_the_summary_warns_of_backups_kept_only_on_the_host_they_protect(tmp_pat
 
     from platformctl import cli
 
-    groups = {"postgres": ["db-1", "db-2"], "redis": ["db-1"]}
-    settings = {"db-2": {"postgresql_pgbackrest_s3_enabled": True}}
+    groups = {"postgres": ["db-1", "db-2"], "redis": ["db-1"], "all": ["db-1", "db-2", "app-1", "app-2"]}
+    settings = {"db-2": {"postgresql_pgbackrest_s3_enabled": True}, "app-2": {"backup_s3_enabled": "true"}}
     session = SimpleNamespace(
         args=SimpleNamespace(inventory="prod"),
-        loaded=SimpleNamespace(hosts=lambda group: groups.get(group, []),
+        loaded=SimpleNamespace(hosts=lambda group="all": groups.get(group, []),
                                host_vars=lambda host: settings.get(host, {})),
+        roles={host: {"common", "backup"} for host in groups["all"]},
         store=SimpleNamespace(file=tmp_path / "absent.yml", password_file=tmp_path / "vault.pass"),
         inventory=SimpleNamespace(display_path=str))
     warnings = [step for step in cli.next_steps(session) if step.startswith("Warning:")]
     assert warnings == [
         "Warning: db-1 keeps its only PostgreSQL backups on itself (/var/lib/pgbackrest): losing the host loses "
         "them. Add an off-site repository (postgresql_pgbackrest_s3_enabled and its settings).",
-        "Warning: db-1 keeps its Redis snapshots on itself (/var/backups/platform/redis): copy them off the host.",
+        "Warning: db-1, app-1 keep the backups of their files (configuration, Redis snapshots, app volumes) on "
+        "themselves (/var/lib/platform-backup/repository): losing a host loses them. Add an S3 store "
+        "(backup_s3_enabled and its settings, or PostgreSQL's off-site repository).",
     ]

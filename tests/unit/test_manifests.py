@@ -81,7 +81,9 @@ def test_the_dispatch_gives_each_role_the_hosts_of_its_groups_in_order():
     assert install["postgresql"] == ["db"]
     assert install["monitoring"] == []  # exporters only while the monitoring group has hosts
     assert plan("install", {**INVENTORY, "monitoring": ["db"]})["monitoring"] == INVENTORY["all"]
-    assert list(plan("backup")) == ["postgresql", "redis"]
+    # The files last, after the Redis snapshot they hold.
+    assert list(plan("backup")) == ["postgresql", "redis", "backup"]
+    assert plan("backup")["backup"] == INVENTORY["all"]
     assert "platform" not in install  # defaults only
 
 

@@ -188,3 +188,19 @@ def test_a_value_that_does_not_fit_is_not_stored(given_inventory, monkeypatch, c
 def test_set_is_only_a_secrets_option(capsys):
     assert cli.main(["install", "--inventory", "local", "--set", "X"]) == 4
     assert "--set goes with the secrets command" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("name", "encrypts"), [
+    ("backup_repository_password", "the backups of the files"),
+    ("pgbackrest_cipher_pass", "the off-site PostgreSQL backups"),
+])
+def test_a_secret_that_encrypts_kept_backups_is_not_rotated(given_inventory, capsys, name, encrypts):
+    """A new value could not read the backups the old one encrypted."""
+    assert cli.main(["secrets", "--inventory", str(given_inventory)]) == 0
+    store = SecretStore(inventory.resolve(str(given_inventory)))
+    before = store.load()
+    capsys.readouterr()
+    code = cli.main(["secrets", "--inventory", str(given_inventory), "--rotate", name, "--yes"])
+    assert code == 4
+    assert f"--rotate {name}: it encrypts {encrypts}, which a new value could not read" in capsys.readouterr().err
+    assert store.load() == before

@@ -42,6 +42,11 @@ APP_PASSWORD = SECRETS["postgresql_app_password"]
 REDIS_BACKUP_DIR = "/var/backups/platform/redis"
 REPOSITORIES = (1, 2)  # local and S3 (a stand-in, see prepare.yml)
 S3_OBJECT = "pgbackrest/backup/platform/backup.info"  # under postgresql_pgbackrest_s3_path
+# The backup role's program: restic with the role's settings (`files-backup restic ARGS`).
+FILES_BACKUP = "/usr/local/lib/platform/files-backup"
+FILES_SETTINGS = "/etc/platform/backup/restic.env"
+# Written into Redis before installer.py backup; the host-loss test finds it again.
+BACKED_UP_KEY = f"platform:test:pitr:{uuid.uuid4().hex[:8]}"
 BIN = Path(sys.executable).parent
 RECAP = re.compile(r"^\S+\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
 
@@ -163,11 +168,27 @@ def test_s3_store_refuses_a_wrong_key(host):
     assert status["code"] != 0, repo.stdout + repo.stderr
 
 
-def test_installer_backup_covers_postgresql_and_redis(host, operator_inventory):
-    """installer.py backup: a differential pgBackRest backup and a fresh RDB snapshot holding
-    a key written just before it."""
+def files_snapshots(host) -> list[dict]:
+    """The snapshots in the host's files repository, as restic lists them."""
+    return json.loads(host.check_output(f"{FILES_BACKUP} restic snapshots --json"))
+
+
+def restore_files(host, snapshot: str, *paths: str) -> str:
+    """These paths of a files snapshot restored with restic into a new folder; returns it."""
+    target = f"/tmp/files-restore-{uuid.uuid4().hex[:8]}"  # noqa: S108 (on the test host, a new name)
+    includes = " ".join(f"--include {shlex.quote(path)}" for path in paths)
+    host.check_output(f"{FILES_BACKUP} restic restore {snapshot} --target {target} {includes}")
+    return target
+
+
+def test_installer_backup_covers_postgresql_redis_and_the_files(host, operator_inventory):
+    """installer.py backup: a differential pgBackRest backup, a fresh RDB snapshot holding a
+    key written just before it, and a snapshot of the files in their restic repository in the
+    S3 stand-in holding that RDB snapshot, the configuration and the inventory, its vault file
+    still encrypted. Restored with restic, each is as it was on the host."""
     diffs, snapshots = {repo: backups(host, "diff", repo) for repo in REPOSITORIES}, redis_snapshots(host)
-    key = f"platform:test:pitr:{uuid.uuid4().hex[:8]}"
+    files_before = {snapshot["id"] for snapshot in files_snapshots(host)}
+    key = BACKED_UP_KEY
     assert redis_cli(host, "SET", key, "x") == "OK"
     time.sleep(1.1)  # snapshots are named by the second they were written
 
@@ -182,8 +203,51 @@ def test_installer_backup_covers_postgresql_and_redis(host, operator_inventory):
     snapshot = host.file(f"{REDIS_BACKUP_DIR}/{new_snapshots.pop()}")
     assert snapshot.content[:5] == b"REDIS"
     assert key.encode() in snapshot.content
+
+    new_files = [s for s in files_snapshots(host) if s["id"] not in files_before]
+    assert len(new_files) == 1, f"expected one new snapshot of the files, got {new_files}"
+    assert new_files[0]["hostname"] == testinfra_hosts[0]
+    vault_copy = "/var/lib/platform-backup/inventory/group_vars/all/secrets.yml"
+    target = restore_files(host, new_files[0]["id"], snapshot.path, "/etc/redis/redis.conf", vault_copy)
+    assert host.file(target + snapshot.path).sha256sum == snapshot.sha256sum
+    assert host.file(target + "/etc/redis/redis.conf").content == host.file("/etc/redis/redis.conf").content
+    vault = host.file(target + vault_copy).content_string
+    assert vault.startswith("$ANSIBLE_VAULT;") and "backed-up-still-encrypted" not in vault, vault[:200]
+    assert f"snapshot {new_files[0]['short_id']} in s3:https://s3.pitr.test:9000/" in proc.stdout
     for secret in SECRETS.values():
         assert secret not in proc.stdout + proc.stderr
+
+
+def test_files_backups_are_encrypted_in_the_store_and_open_only_with_their_password(host):
+    """What the store holds of the files' repository is encrypted: a marker written into /etc
+    and backed up is in the restored file (positive control) and in no object of the store;
+    and the repository does not open with another password."""
+    marker = f"files-backup-marker-{uuid.uuid4().hex}"
+    host.check_output(f"echo {marker} > /etc/platform-backup-probe")
+    try:
+        host.check_output("systemctl start platform-files-backup.service")
+    finally:
+        host.run("rm -f /etc/platform-backup-probe")
+    target = restore_files(host, "latest", "/etc/platform-backup-probe")
+    assert host.file(target + "/etc/platform-backup-probe").content_string.strip() == marker
+
+    bucket = SCENARIO["group_vars"]["all"]["postgresql_pgbackrest_s3_bucket"]
+    scan = (
+        "import sys, boto3; s3 = boto3.client('s3', endpoint_url='https://s3.pitr.test:9000', region_name='us-east-1', "
+        f"verify='/opt/s3-standin/ca.crt', aws_access_key_id='{S3_CREDENTIALS['key']}', "
+        f"aws_secret_access_key='{S3_CREDENTIALS['secret']}'); "
+        f"keys = [o['Key'] for page in s3.get_paginator('list_objects_v2').paginate(Bucket='{bucket}', "
+        f"Prefix='files/{testinfra_hosts[0]}/') for o in page.get('Contents', [])]; "
+        f"print(len(keys), sum(b'{marker}' in s3.get_object(Bucket='{bucket}', Key=k)['Body'].read() for k in keys))")
+    objects, holding_marker = map(int, S3_STORE.check_output("/opt/s3-standin/venv/bin/python -c %s", scan).split())
+    assert objects > 0, "the store holds nothing of the files' repository"
+    assert holding_marker == 0, f"{holding_marker} of {objects} objects in the store hold the marker in clear"
+
+    opened = f"set -a; . {FILES_SETTINGS}; {FILES_BACKUP} --latest"
+    assert host.run(f"sh -c {shlex.quote(opened)}").rc == 0
+    wrong = host.run("sh -c %s", f"set -a; . {FILES_SETTINGS}; echo not-the-password > /tmp/wrong-password; "
+                     f"RESTIC_PASSWORD_FILE=/tmp/wrong-password {FILES_BACKUP} --latest")
+    assert wrong.rc != 0 and "wrong password" in wrong.stderr, wrong.stdout + wrong.stderr
 
 
 def drill_left_the_server_alone(host, started: str) -> None:
@@ -332,7 +396,7 @@ def replace_database_host(name: str) -> None:
 
 def test_a_lost_database_host_comes_back_from_the_off_host_repository(host, operator_inventory):
     """The procedure in the README: a new, empty host under the lost one's name, the install
-    (of the roles this scenario runs: --tags postgresql,redis), which names the
+    (of the roles this scenario runs: --tags postgresql,redis,backup), which names the
     backups as another database's and says to restore, then `installer.py restore --latest`.
     Every row committed before the last WAL segment that archive_timeout closed is back, read
     from the S3 repository on the store's own host; the local repository was lost with the host."""
@@ -352,7 +416,7 @@ def test_a_lost_database_host_comes_back_from_the_off_host_repository(host, oper
     replace_database_host(name)
     assert host.run("test -e /var/lib/postgresql").rc != 0, "the new host is not empty"
 
-    proc, summary = installer(operator_inventory, "--tags", "postgresql,redis")
+    proc, summary = installer(operator_inventory, "--tags", "postgresql,redis,backup")
     assert proc.returncode == 1, "the install must not pass verify with no data and no backups (output above)"
     assert "holds the backups of another database than this server's" in proc.stdout
     assert "run installer.py restore --latest" in proc.stdout
@@ -375,6 +439,12 @@ def test_a_lost_database_host_comes_back_from_the_off_host_repository(host, oper
     assert all(len(backups(host, "full", repo)) >= 1 for repo in REPOSITORIES)
     assert host.run("runuser -u postgres -- pgbackrest --stanza=platform check").rc == 0
 
-    proc, summary = installer(operator_inventory, "--tags", "postgresql,redis")
+    # The files' repository outlived the host as well: the Redis snapshot backed up before the
+    # loss, holding the key written then, comes back from it.
+    restored_snapshots = restore_files(host, "latest", REDIS_BACKUP_DIR) + REDIS_BACKUP_DIR
+    assert any(BACKED_UP_KEY.encode() in host.file(f"{restored_snapshots}/{name}").content
+               for name in host.file(restored_snapshots).listdir()), "no Redis snapshot from before the loss"
+
+    proc, summary = installer(operator_inventory, "--tags", "postgresql,redis,backup")
     assert proc.returncode == 0, "the install after the restore failed (output above)"
     assert summary["totals"]["changed"] == 0, summary["totals"]
