@@ -38,7 +38,7 @@ COMMANDS = {
     "preflight": "checks only; changes nothing on any host",
     "check": "drift report: site.yml in check and diff mode",
     "verify": "health probes of the running platform",
-    "backup": "a backup now (PostgreSQL, Redis)",
+    "backup": "a backup now (PostgreSQL, Redis, then the files)",
     "restore": "point-in-time restore: --target-time 'YYYY-MM-DD HH:MM:SS+00' or --latest; --drill: a restore drill",
     "rollback": "rollback APP: the app's replicas go back to the image they replaced",
     "secrets": "create missing secrets; --rotate NAME replaces one; --set NAME stores a value you were given",

@@ -5,23 +5,13 @@ monitoring scenarios."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from programs import load
 
 from platformctl import paths
-
-
-def load(name: str, path: Path):
-    loader = importlib.machinery.SourceFileLoader(name, str(path))
-    spec = importlib.util.spec_from_loader(name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
 
 drill = load("restore_drill", paths.ROOT / "roles" / "postgresql" / "files" / "postgresql-restore-drill")
 host_metrics = load("host_metrics", paths.ROOT / "roles" / "monitoring" / "files" / "host_metrics.py")

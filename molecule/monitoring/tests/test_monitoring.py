@@ -129,42 +129,76 @@ DRILL_METRICS = {"oldest": "platform_pgbackrest_oldest_backup_timestamp_seconds"
                  "last_success": "platform_restore_drill_last_success_timestamp_seconds"}
 
 
-def drill_alert(name: str, instance: str) -> dict:
-    annotations = {
-        "RestoreDrillFailed": {
-            "summary": f"The last restore drill on {instance} failed",
-            "description": f"See journalctl -u platform-postgresql-restore-drill on {instance}; "
-                           "installer.py restore --drill runs one now."},
-        "RestoreDrillMissing": {
-            "summary": f"No restore drill has passed on {instance} for 8 days",
-            "description": "Backups not restored lately are not known to restore: "
-                           "see platform-postgresql-restore-drill.timer."},
-        "RestoreDrillNeverPassed": {
-            "summary": f"No restore drill has ever passed on {instance}",
-            "description": "Backups never restored are not known to restore: "
-                           "see platform-postgresql-restore-drill.timer."},
-    }[name]
-    severity = "critical" if name == "RestoreDrillFailed" else "warning"
-    return {"exp_labels": {"severity": severity, "instance": instance}, "exp_annotations": annotations}
+# What each alert of the backups says (severity, summary, description), {instance} its host.
+ALERT_TEXTS = {
+    "RestoreDrillFailed": ("critical", "The last restore drill on {instance} failed",
+                           "See journalctl -u platform-postgresql-restore-drill on {instance}; "
+                           "installer.py restore --drill runs one now."),
+    "RestoreDrillMissing": ("warning", "No restore drill has passed on {instance} for 8 days",
+                            "Backups not restored lately are not known to restore: "
+                            "see platform-postgresql-restore-drill.timer."),
+    "RestoreDrillNeverPassed": ("warning", "No restore drill has ever passed on {instance}",
+                                "Backups never restored are not known to restore: "
+                                "see platform-postgresql-restore-drill.timer."),
+    "FilesBackupFailed": ("warning", "The last backup of the files on {instance} failed",
+                          "See journalctl -u platform-files-backup on {instance}; "
+                          "installer.py backup --tags backup runs one now."),
+    "FilesBackupMissing": ("warning", "No backup of the files has passed on {instance} for 26 hours",
+                           "Configuration, Redis snapshots and app volumes changed since are not backed up: "
+                           "see platform-files-backup.timer."),
+}
+
+
+def expected_alert(name: str, instance: str) -> dict:
+    severity, summary, description = ALERT_TEXTS[name]
+    return {"exp_labels": {"severity": severity, "instance": instance},
+            "exp_annotations": {"summary": summary.format(instance=instance),
+                                "description": description.format(instance=instance)}}
 
 
 def test_restore_drill_alerts_fire_on_what_they_say(host):
     """promtool's rule tests on the installed rules: a drill that failed, none passed for 8 days,
     and none ever passed on backups older than that, each fires its own alert; a new install
     waiting for its first drill, a host without drills and a recent pass fire none."""
-    series = [{"series": f'{DRILL_METRICS[key]}{{instance="{instance}"}}', "values": f"{value}+0x10"}
-              for instance, values in DRILL_SERIES.items() for key, value in values.items()]
     expected = {"RestoreDrillFailed": ["failed"], "RestoreDrillMissing": ["stale"],
                 "RestoreDrillNeverPassed": ["never"]}
+    rule_test(host, "restore-drill", DRILL_SERIES, DRILL_METRICS, expected)
+
+
+def rule_test(host, name: str, series: dict[str, dict], metrics: dict[str, str],
+              expected: dict[str, list[str]]) -> None:
+    """promtool's rule test on the installed rules: each instance's series (metric key ->
+    value, held for 10 days), and at 10 days exactly the expected alerts (alert name ->
+    instances), each with its labels and annotations (ALERT_TEXTS)."""
+    input_series = [{"series": f'{metrics[key]}{{instance="{instance}"}}', "values": f"{value}+0x10"}
+                    for instance, values in series.items() for key, value in values.items()]
     tests = {"rule_files": ["/etc/prometheus/rules/platform.yml"], "evaluation_interval": "1h",
-             "tests": [{"interval": "1d", "input_series": series,
-                        "alert_rule_test": [{"eval_time": "10d", "alertname": name,
-                                             "exp_alerts": [drill_alert(name, i) for i in instances]}
-                                            for name, instances in expected.items()]}]}
-    path = "/tmp/restore-drill-rules-test.yml"  # noqa: S108 (in the test host)
+             "tests": [{"interval": "1d", "input_series": input_series,
+                        "alert_rule_test": [{"eval_time": "10d", "alertname": alertname,
+                                             "exp_alerts": [expected_alert(alertname, i) for i in instances]}
+                                            for alertname, instances in expected.items()]}]}
+    path = f"/tmp/{name}-rules-test.yml"  # noqa: S108 (in the test host)
     host.check_output("printf %%s %s > %s", json.dumps(tests), path)
     result = host.run("promtool test rules %s", path)
     assert result.rc == 0, result.stdout + result.stderr
+
+
+# At 10 days: the last backup of the files passed an hour ago, failed after passing an hour
+# ago, or passed 2 days ago.
+FILES_BACKUP_SERIES = {
+    "passed": {"success": 1, "last_success": 10 * DAY - 3600},
+    "failed": {"success": 0, "last_success": 10 * DAY - 3600},
+    "stale": {"success": 1, "last_success": 8 * DAY},
+}
+FILES_BACKUP_METRICS = {"success": "platform_files_backup_success",
+                        "last_success": "platform_files_backup_last_success_timestamp_seconds"}
+
+
+def test_files_backup_alerts_fire_on_what_they_say(host):
+    """promtool's rule tests on the installed rules: a failed backup of the files and none
+    passed for 26 hours each fire their own alert; a recent pass fires none."""
+    expected = {"FilesBackupFailed": ["failed"], "FilesBackupMissing": ["stale"]}
+    rule_test(host, "files-backup", FILES_BACKUP_SERIES, FILES_BACKUP_METRICS, expected)
 
 
 def test_prometheus_loaded_the_rules(host):
@@ -174,15 +208,20 @@ def test_prometheus_loaded_the_rules(host):
             "HighMemoryUsage", "DiskAlmostFull", "BackupTooOld", "WalArchivingFailing",
             "CertificateExpiresSoon", "GpuTemperatureHigh", "GpuMemoryHigh", "PlatformDrift",
             "PlatformDriftCheckMissing", "PlatformDriftCheckFailed", "RestoreDrillFailed", "RestoreDrillMissing",
-            "RestoreDrillNeverPassed"} <= alerts
+            "RestoreDrillNeverPassed", "FilesBackupFailed", "FilesBackupMissing"} <= alerts
     unhealthy = [(rule["name"], rule.get("lastError")) for group in groups for rule in group["rules"]
                  if rule.get("health") == "err"]
     assert not unhealthy, unhealthy
 
 
 def test_host_metrics(host):
-    """pgBackRest, WAL archiving, the served certificate, and the GPU of the stand-in nvidia-smi."""
-    assert [s["value"][1] for s in query(host, "platform_host_metrics_success")] == ["1"] * 5
+    """pgBackRest, WAL archiving, the served certificate, the GPU of the stand-in nvidia-smi,
+    and the first backup of the files, which the install took."""
+    assert [s["value"][1] for s in query(host, "platform_host_metrics_success")] == ["1"] * 6
+    assert [s["value"][1] for s in query(host, "platform_files_backup_success")] == ["1"]
+    assert query(host, "platform_files_backup_files > 0 and on(instance) "
+                       "time() - platform_files_backup_last_success_timestamp_seconds < 86400"), \
+        "no recent backup of the files reported"
     assert query(host, "platform_pgbackrest_backups >= 1"), "no pgBackRest backup reported"
     assert query(host, 'time() - platform_pgbackrest_last_backup_timestamp_seconds{type="full"} < 86400')
     assert query(host, "platform_pgbackrest_oldest_backup_timestamp_seconds "
@@ -331,6 +370,26 @@ def notified(host, alert: str, status: str) -> bool:
     return any(a["labels"]["alertname"] == alert and a["status"] == status for post in posts for a in post["alerts"])
 
 
+def fires_and_notifies(host, alert: str) -> None:
+    assert wait_for(lambda: "firing" in alert_states(host, alert), 90), f"{alert} did not fire"
+    assert wait_for(lambda: notified(host, alert, "firing"), 60), \
+        f"Alertmanager did not notify the webhook receiver of {alert}"
+
+
+def verify_playbook(tags: str) -> str:
+    """playbooks/verify.yml (what installer.py verify runs) for these roles, its output on one
+    line; a failed probe does not fail the play."""
+    project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CONFIG=str(project / "ansible.cfg"),
+               ANSIBLE_ROLES_PATH=str(project / "roles"))
+    probes = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", INVENTORY,
+         str(project / "playbooks" / "verify.yml"), "--tags", tags],
+        env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert probes.returncode == 0, probes.stdout
+    return " ".join(probes.stdout.split())
+
+
 def test_redis_down_alert_fires_and_verify_reports_it(host):
     """Stops Redis for real: RedisDown turns pending, then firing within its 15 s window,
     reaches Alertmanager, which notifies the webhook receiver (and again when it resolves),
@@ -351,18 +410,10 @@ def test_redis_down_alert_fires_and_verify_reports_it(host):
             "Alertmanager did not notify the webhook receiver of RedisDown"
 
         # installer.py verify runs playbooks/verify.yml and lists each failed probe's message.
-        project = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-        env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CONFIG=str(project / "ansible.cfg"),
-                   ANSIBLE_ROLES_PATH=str(project / "roles"))
-        probes = subprocess.run(
-            [str(Path(sys.executable).parent / "ansible-playbook"), "-i", INVENTORY,
-             str(project / "playbooks" / "verify.yml"), "--tags", "monitoring"],
-            env=env, capture_output=True, text=True, timeout=600, check=False)
-        assert probes.returncode == 0, probes.stdout
-        report = " ".join(probes.stdout.split())
-        assert "Exporters that cannot reach their service: redis" in report, probes.stdout
-        assert "Firing alerts: RedisDown" in report, probes.stdout
-        assert re.search(r"failed=0 .*ignored=2", report), probes.stdout
+        report = verify_playbook("monitoring")
+        assert "Exporters that cannot reach their service: redis" in report, report
+        assert "Firing alerts: RedisDown" in report, report
+        assert re.search(r"failed=0 .*ignored=2", report), report
     finally:
         host.check_output("systemctl start redis-server")
     assert wait_for(lambda: not alert_states(host, "RedisDown"), 60), "RedisDown did not clear after Redis came back"
@@ -387,9 +438,7 @@ def test_a_failed_restore_drill_fires_its_alert_and_a_passing_one_clears_it(host
         failed = host.run("systemctl start %s", DRILL_SERVICE)
     assert failed.rc != 0 and result(host)["status"] == "failed", result(host)
     drill_published(host, "failed")
-    assert wait_for(lambda: "firing" in alert_states(host, "RestoreDrillFailed"), 90), "RestoreDrillFailed did not fire"
-    assert wait_for(lambda: notified(host, "RestoreDrillFailed", "firing"), 60), \
-        "Alertmanager did not notify the webhook receiver of RestoreDrillFailed"
+    fires_and_notifies(host, "RestoreDrillFailed")
 
     host.check_output("systemctl start %s", DRILL_SERVICE)
     passed = result(host)
@@ -399,6 +448,37 @@ def test_a_failed_restore_drill_fires_its_alert_and_a_passing_one_clears_it(host
     assert query(host, f"platform_restore_drill_recovery_point_seconds == {passed['recovery_point_seconds']}")
     assert wait_for(lambda: not alert_states(host, "RestoreDrillFailed"), 90), "RestoreDrillFailed did not clear"
     assert not alert_states(host, "RestoreDrillMissing") and not alert_states(host, "RestoreDrillNeverPassed")
+
+
+FILES_BACKUP_KEY_FILE = "/etc/platform/backup/password"  # the backup role's
+
+
+def files_backup_published(host, expected: str) -> None:
+    host.check_output("systemctl start platform-host-metrics.service")
+    assert wait_for(lambda: [s["value"][1] for s in query(host, "platform_files_backup_success")] == [expected], 90), \
+        f"platform_files_backup_success is not {expected}"
+
+
+def test_a_failed_backup_of_the_files_fires_its_alert_fails_verify_and_the_next_one_clears_it(host):
+    """The backup role's unit, made to fail by a wrong repository password: FilesBackupFailed
+    fires and reaches the receiver, and verify's probe names the failure; with the password
+    back, the next backup passes and clears the alert."""
+    assert not alert_states(host, "FilesBackupFailed")
+    host.check_output("cp -p %s %s.kept && echo not-the-password > %s",
+                      FILES_BACKUP_KEY_FILE, FILES_BACKUP_KEY_FILE, FILES_BACKUP_KEY_FILE)
+    try:
+        failed = host.run("systemctl start platform-files-backup.service")
+        assert failed.rc != 0, "the backup passed with a wrong password"
+        files_backup_published(host, "0")
+        fires_and_notifies(host, "FilesBackupFailed")
+        report = verify_playbook("backup")
+        assert "The last backup of the files failed: cannot open the repository" in report, report
+        assert "wrong password" in report, report
+    finally:
+        host.check_output("mv %s.kept %s", FILES_BACKUP_KEY_FILE, FILES_BACKUP_KEY_FILE)
+    host.check_output("systemctl start platform-files-backup.service")
+    files_backup_published(host, "1")
+    assert wait_for(lambda: not alert_states(host, "FilesBackupFailed"), 90), "FilesBackupFailed did not clear"
 
 
 def psql_as_monitoring(host, sql: str, database: str = "postgres"):

@@ -413,6 +413,7 @@ def test_a_lost_database_host_comes_back_from_the_off_host_repository(host, oper
     app_sql(host, "INSERT INTO loss_probe SELECT 'at the loss', generate_series(1, 10)")
 
     offsite = backups(host, "full", 2) + backups(host, "diff", 2)
+    last_files = files_snapshots(host)[-1]["id"]
     replace_database_host(name)
     assert host.run("test -e /var/lib/postgresql").rc != 0, "the new host is not empty"
 
@@ -439,9 +440,11 @@ def test_a_lost_database_host_comes_back_from_the_off_host_repository(host, oper
     assert all(len(backups(host, "full", repo)) >= 1 for repo in REPOSITORIES)
     assert host.run("runuser -u postgres -- pgbackrest --stanza=platform check").rc == 0
 
-    # The files' repository outlived the host as well: the Redis snapshot backed up before the
-    # loss, holding the key written then, comes back from it.
-    restored_snapshots = restore_files(host, "latest", REDIS_BACKUP_DIR) + REDIS_BACKUP_DIR
+    # The files' repository outlived the host as well: the last snapshot from before the loss
+    # (the new host's install took one of its own since) brings back the Redis snapshot
+    # holding the key written then.
+    assert files_snapshots(host)[-1]["id"] != last_files, "the install took no first backup on the new host"
+    restored_snapshots = restore_files(host, last_files, REDIS_BACKUP_DIR) + REDIS_BACKUP_DIR
     assert any(BACKED_UP_KEY.encode() in host.file(f"{restored_snapshots}/{name}").content
                for name in host.file(restored_snapshots).listdir()), "no Redis snapshot from before the loss"
 

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Writes the platform's host metrics for the node exporter's textfile collector.
 
-What no packaged exporter reports: pgBackRest backup age, WAL archiving, the expiry of
-the TLS certificate nginx serves and the GPUs nvidia-smi sees. Run by a systemd timer;
+What no packaged exporter reports: pgBackRest backup age, WAL archiving, the restore drills,
+the backups of the files, the expiry of the TLS certificate nginx serves and the GPUs
+nvidia-smi sees. Run by a systemd timer;
 each file is replaced atomically so a scrape never reads half of one.
 """
 
@@ -66,21 +67,32 @@ def wal_archiving() -> str:
             + sample("platform_postgresql_wal_last_failed_timestamp_seconds", {}, last_failed))
 
 
+def outcome(prefix: str, result: Path, figures: tuple[str, ...]) -> str:
+    """The last run's outcome of a job that writes a JSON result (status, finished,
+    last_success and its figures): nothing before its first run."""
+    if not result.exists():
+        return ""
+    run = json.loads(result.read_text())
+    lines = (sample(f"{prefix}_success", {}, 1 if run["status"] == "ok" else 0)
+             + sample(f"{prefix}_last_run_timestamp_seconds", {}, run["finished"]))
+    if run.get("last_success"):
+        lines += sample(f"{prefix}_last_success_timestamp_seconds", {}, run["last_success"])
+    for figure in figures:
+        if figure in run:
+            lines += sample(f"{prefix}_{figure}", {}, run[figure])
+    return lines
+
+
 def restore_drill(result: Path) -> str:
     """That drills are scheduled here, and the last one's outcome, from the result the
     postgresql role's drill writes (none before the first drill)."""
-    lines = sample("platform_restore_drill_scheduled", {}, 1)
-    if not result.exists():
-        return lines
-    drill = json.loads(result.read_text())
-    lines += (sample("platform_restore_drill_success", {}, 1 if drill["status"] == "ok" else 0)
-              + sample("platform_restore_drill_last_run_timestamp_seconds", {}, drill["finished"]))
-    if drill.get("last_success"):
-        lines += sample("platform_restore_drill_last_success_timestamp_seconds", {}, drill["last_success"])
-    for figure in ("recovery_point_seconds", "restore_seconds"):
-        if figure in drill:
-            lines += sample(f"platform_restore_drill_{figure}", {}, drill[figure])
-    return lines
+    return (sample("platform_restore_drill_scheduled", {}, 1)
+            + outcome("platform_restore_drill", result, ("recovery_point_seconds", "restore_seconds")))
+
+
+def files_backup(result: Path) -> str:
+    """The last backup of the files, from the result the backup role's program writes."""
+    return outcome("platform_files_backup", result, ("seconds", "files", "bytes_added"))
 
 
 def tls(endpoints: list[str]) -> str:
@@ -126,6 +138,7 @@ def main() -> int:
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--pgbackrest-stanza")
     parser.add_argument("--restore-drill-result", type=Path)
+    parser.add_argument("--files-backup-result", type=Path)
     parser.add_argument("--tls", action="append", default=[], metavar="ADDRESS:PORT=SERVER_NAME")
     parser.add_argument("--nvidia-smi")
     args = parser.parse_args()
@@ -136,6 +149,8 @@ def main() -> int:
         collectors["wal_archiving"] = wal_archiving
     if args.restore_drill_result:
         collectors["restore_drill"] = lambda: restore_drill(args.restore_drill_result)
+    if args.files_backup_result:
+        collectors["files_backup"] = lambda: files_backup(args.files_backup_result)
     if args.tls:
         collectors["tls"] = lambda: tls(args.tls)
     if args.nvidia_smi:
