@@ -518,7 +518,10 @@ def set_secret(session: Session, name: str) -> int:
 def cmd_backup(session: Session) -> int:
     outcome, state = run(session, "backup.yml", "backup", check=False)
     code = exit_code("backup", state)
-    return finish(session, "backup", outcome, state, code=code, steps=[])
+    # The backup role records, per host, the snapshot of the files it took (or why not).
+    files = state.reports("backup_files_report")
+    return finish(session, "backup", outcome, state, code=code,
+                  steps=[str(report.get("summary", "")) for report in files.values()], details={"files": files})
 
 
 def cmd_restore_drill(session: Session) -> int:

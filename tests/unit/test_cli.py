@@ -311,6 +311,18 @@ def test_restore_prints_and_records_what_it_restored_to(capsys, sample_project, 
                                   "summary": "Restored web-1 to 2026-01-31 14:05:00+00."}}
 
 
+def test_backup_prints_and_records_each_hosts_snapshot_of_the_files(capsys, sample_project, write_inventory,
+                                                                    tmp_path):
+    """backup: the backup role's backup_files_report in the output and --json (sample backup.yml)."""
+    folder = write_inventory(LOCAL_HOSTS)
+    summary = tmp_path / "backup.json"
+    code, out, _ = run_cli(capsys, "backup", "--inventory", str(folder), "--json", str(summary))
+    assert code == 0, out
+    assert "web-1: files backed up as snapshot 0069c74d in s3:https://s3.test/b/files/web-1" in out
+    files = json.loads(summary.read_text())["files"]
+    assert files["web-1"]["snapshot"] == "0069c74d" and files["web-1"]["files"] == 1200
+
+
 @pytest.mark.parametrize("fails", [False, True], ids=["passed", "failed"])
 def test_restore_drill_prints_and_records_each_hosts_drill(capsys, sample_project, write_inventory, tmp_path, fails):
     """restore --drill: the drill's figures (postgresql_restore_drill_report) in the output and

@@ -184,8 +184,9 @@ def restore_files(host, snapshot: str, *paths: str) -> str:
 def test_installer_backup_covers_postgresql_redis_and_the_files(host, operator_inventory):
     """installer.py backup: a differential pgBackRest backup, a fresh RDB snapshot holding a
     key written just before it, and a snapshot of the files in their restic repository in the
-    S3 stand-in holding that RDB snapshot, the configuration and the inventory, its vault file
-    still encrypted. Restored with restic, each is as it was on the host."""
+    S3 stand-in holding that RDB snapshot, the configuration, the app volume the inventory
+    marks and the inventory, its vault file still encrypted. Restored with restic, each is as
+    it was on the host."""
     diffs, snapshots = {repo: backups(host, "diff", repo) for repo in REPOSITORIES}, redis_snapshots(host)
     files_before = {snapshot["id"] for snapshot in files_snapshots(host)}
     key = BACKED_UP_KEY
@@ -208,12 +209,17 @@ def test_installer_backup_covers_postgresql_redis_and_the_files(host, operator_i
     assert len(new_files) == 1, f"expected one new snapshot of the files, got {new_files}"
     assert new_files[0]["hostname"] == testinfra_hosts[0]
     vault_copy = "/var/lib/platform-backup/inventory/group_vars/all/secrets.yml"
-    target = restore_files(host, new_files[0]["id"], snapshot.path, "/etc/redis/redis.conf", vault_copy)
+    upload = "/var/lib/docker/volumes/uploads/_data/upload.txt"  # in the volume backup_app_volumes names
+    target = restore_files(host, new_files[0]["id"], snapshot.path, "/etc/redis/redis.conf", vault_copy, upload)
     assert host.file(target + snapshot.path).sha256sum == snapshot.sha256sum
+    assert host.file(target + upload).content == host.file(upload).content
     assert host.file(target + "/etc/redis/redis.conf").content == host.file("/etc/redis/redis.conf").content
     vault = host.file(target + vault_copy).content_string
     assert vault.startswith("$ANSIBLE_VAULT;") and "backed-up-still-encrypted" not in vault, vault[:200]
-    assert f"snapshot {new_files[0]['short_id']} in s3:https://s3.pitr.test:9000/" in proc.stdout
+    report = summary["files"][testinfra_hosts[0]]
+    assert report["snapshot"] == new_files[0]["short_id"] and report["files"] > 0, report
+    printed = " ".join(proc.stdout.split())
+    assert f"files backed up as snapshot {report['snapshot']} in s3:https://s3.pitr.test:9000/" in printed
     for secret in SECRETS.values():
         assert secret not in proc.stdout + proc.stderr
 
