@@ -484,12 +484,13 @@ def cmd_verify(session: Session) -> int:
 
 
 def cmd_secrets(session: Session) -> int:
+    for option, name in (("--set", session.args.set_secret), ("--rotate", session.args.rotate)):
+        kept = manifests.kept_encrypted_by(manifests.load_all()).get(name or "")
+        if kept:
+            raise BadInput(f"{option} {name}: it encrypts {kept}, which a new value could not read; it is not "
+                           "replaced")
     if session.args.set_secret:
         return set_secret(session, session.args.set_secret)
-    kept = manifests.kept_encrypted_by(manifests.load_all()).get(session.args.rotate or "")
-    if kept:
-        raise BadInput(f"--rotate {session.args.rotate}: it encrypts {kept}, which a new value could not read; "
-                       "it is not rotated")
     if session.args.rotate and not confirm(session, f"Replace secret {session.args.rotate}? The next install "
                                            "applies the new value everywhere it is used."):
         return ExitCode.OK

@@ -33,7 +33,7 @@ def answers(monkeypatch, replies: dict[str, tuple[int, str, str]]) -> list[list[
 
     def restic(*args):
         calls.append(list(args))
-        rc, out, err = replies[args[0]]
+        rc, out, err = replies[next(word for word in args if not word.startswith("-"))]
         return subprocess.CompletedProcess(["restic", *args], rc, out, err)
 
     monkeypatch.setattr(files_backup, "restic", restic)
@@ -43,11 +43,11 @@ def answers(monkeypatch, replies: dict[str, tuple[int, str, str]]) -> list[list[
 def test_a_repository_is_created_only_where_there_is_none(settings, monkeypatch):
     calls = answers(monkeypatch, {"cat": (0, "{}", ""), "init": (0, "", "")})
     assert files_backup.ensure_repository() == "exists"
-    assert calls == [["cat", "config"]]
+    assert calls == [["--no-lock", "cat", "config"]], "reading the repository takes no lock"
 
     calls = answers(monkeypatch, {"cat": (1, "", MISSING), "init": (0, "created restic repository", "")})
     assert files_backup.ensure_repository() == "created"
-    assert [call[0] for call in calls] == ["cat", "init"]
+    assert [call[-1] for call in calls] == ["config", "init"]
 
 
 @pytest.mark.parametrize("reason", ["Fatal: wrong password or no key found",
@@ -57,7 +57,7 @@ def test_a_repository_that_does_not_open_is_never_replaced(settings, monkeypatch
     calls = answers(monkeypatch, {"cat": (1, "", reason), "init": (0, "", "")})
     with pytest.raises(files_backup.BackupError, match=f"cannot open the repository s3:.*: {reason}"):
         files_backup.ensure_repository()
-    assert [call[0] for call in calls] == ["cat"]
+    assert calls == [["--no-lock", "cat", "config"]]
 
 
 def test_a_backup_keeps_what_exists_then_forgets_by_count_and_by_days(settings, monkeypatch):
@@ -72,12 +72,29 @@ def test_a_backup_keeps_what_exists_then_forgets_by_count_and_by_days(settings, 
     backup, forget = calls[1], calls[2]
     assert backup[-1] == str(present) and str(settings / "absent") not in backup
     assert backup[backup.index("--host") + 1] == "db-1"
-    assert forget == ["forget", "--host", "db-1", "--keep-last", "48", "--keep-within-daily", "30d", "--prune",
-                      "--quiet"]
+    assert forget == ["forget", "--host", "db-1", "--group-by", "host", "--keep-last", "48",
+                      "--keep-within-daily", "30d", "--prune", "--quiet"]
     result = json.loads((settings / "result.json").read_text())
     assert result["status"] == "ok" and result["snapshot"] == "0069c74d" and result["files"] == 3
     assert result["skipped"] == [str(settings / "absent")]
-    assert result["last_success"] == result["finished"]
+    assert result["last_success"] == result["finished"] and result["pruned"] == result["started"]
+
+    # The next run within the day forgets without pruning.
+    assert files_backup.main([]) == 0
+    assert "--prune" not in calls[-1]
+    assert json.loads((settings / "result.json").read_text())["pruned"] == result["pruned"]
+
+
+def test_a_backup_never_creates_a_missing_repository(settings, monkeypatch):
+    """A store emptied or a disk not mounted: the backup fails, and no new repository hides it."""
+    (settings / "paths").write_text(f"{settings}\n")
+    calls = answers(monkeypatch, {"cat": (1, "", MISSING), "init": (0, "", "")})
+    assert files_backup.main([]) == 1
+    assert [call[-1] for call in calls] == ["config"]
+    result = json.loads((settings / "result.json").read_text())
+    assert result["status"] == "failed"
+    assert result["message"] == ("no repository at s3:https://s3.test:9000/bucket/files/db-1; the install creates one "
+                                 "(installer.py --tags backup) where there is none")
 
 
 def test_a_failed_backup_is_recorded_and_keeps_the_last_success(settings, monkeypatch, capsys):

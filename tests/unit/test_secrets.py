@@ -194,8 +194,8 @@ def test_set_is_only_a_secrets_option(capsys):
     ("backup_repository_password", "the backups of the files"),
     ("pgbackrest_cipher_pass", "the off-site PostgreSQL backups"),
 ])
-def test_a_secret_that_encrypts_kept_backups_is_not_rotated(given_inventory, capsys, name, encrypts):
-    """A new value could not read the backups the old one encrypted."""
+def test_a_secret_that_encrypts_kept_backups_is_not_replaced(given_inventory, capsys, monkeypatch, name, encrypts):
+    """A new value, generated or given, could not read the backups the old one encrypted."""
     assert cli.main(["secrets", "--inventory", str(given_inventory)]) == 0
     store = SecretStore(inventory.resolve(str(given_inventory)))
     before = store.load()
@@ -203,4 +203,7 @@ def test_a_secret_that_encrypts_kept_backups_is_not_rotated(given_inventory, cap
     code = cli.main(["secrets", "--inventory", str(given_inventory), "--rotate", name, "--yes"])
     assert code == 4
     assert f"--rotate {name}: it encrypts {encrypts}, which a new value could not read" in capsys.readouterr().err
+    code, err = set_secret(monkeypatch, capsys, given_inventory, name, "A" * 40 + "\n")
+    assert code == 4
+    assert f"--set {name}: it encrypts {encrypts}, which a new value could not read" in err
     assert store.load() == before
