@@ -45,17 +45,19 @@ def converge(host, *extra: str, timeout: int = 900) -> subprocess.CompletedProce
                           env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def check_that_a_wrong_pinned_key_stops_the_run(host, fingerprint_variable: str, keyring: str) -> None:
+def check_that_a_wrong_pinned_key_stops_the_run(host, fingerprint_variable: str, keyring: str,
+                                                *converge_args: str) -> None:
     """A converge with another pinned fingerprint in `fingerprint_variable` must stop, naming
-    the key it wanted, and remove `keyring`; a converge with the inventory's puts it back."""
+    the key it wanted, and remove `keyring`; a converge with the inventory's puts it back.
+    `converge_args` go to both converges (`--tags ROLE` for the role under test alone)."""
     wrong = "0000 1111 2222 3333 4444  5555 6666 7777 8888 9999"
     try:
-        run = converge(host, "-e", f"{fingerprint_variable}='{wrong}'")
+        run = converge(host, *converge_args, "-e", f"{fingerprint_variable}='{wrong}'")
         printed = " ".join(run.stdout.split())
         assert run.returncode != 0, printed[-2000:]
         assert "not the pinned key 0000111122223333444455556666777788889999" in printed, printed[-2000:]
         assert not host.file(keyring).exists
     finally:
-        restored = converge(host)
+        restored = converge(host, *converge_args)
         assert restored.returncode == 0, restored.stdout[-3000:]
     assert host.file(keyring).exists

@@ -388,18 +388,19 @@ def test_only_ssh_and_nginx_answer_from_outside(address):
         assert blocked(address, port, control=(address, 443)), port
 
 
-def converge(tag: str, *extra: str) -> subprocess.CompletedProcess:
-    """converge.yml again, with molecule's inventory (its folder holds the group files)."""
+def converge(role: str, tag: str, *extra: str) -> subprocess.CompletedProcess:
+    """converge.yml again, with molecule's inventory (its folder holds the group files), for
+    the one role a test changes (as `installer.py --tags ROLE` runs it)."""
     env = dict(os.environ, ANSIBLE_ROLES_PATH=str(SCENARIO.parents[1] / "roles"), ANSIBLE_NOCOLOR="1")
     inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
     return subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), str(SCENARIO / "converge.yml"),
+        ["ansible-playbook", "-i", str(inventory), str(SCENARIO / "converge.yml"), "--tags", role,
          "-e", f"edge_demo_tag={tag}", *extra],
         env=env, capture_output=True, text=True, check=False)
 
 
-def converged(tag: str) -> None:
-    result = converge(tag)
+def converged(role: str, tag: str) -> None:
+    result = converge(role, tag)
     assert result.returncode == 0, result.stdout[-3000:]
 
 
@@ -420,7 +421,7 @@ def rolled_back(app: str) -> None:
 
 def test_changed_image_tag_rolls_the_containers_and_rollback_returns_them(host, address):
     try:
-        converged("2")
+        converged("app", "2")
         health = get_health(address)
         assert health["version"] == "2"
         assert "pre-deploy-2" in health["data"]  # the new version's pre_deploy ran first
@@ -431,7 +432,7 @@ def test_changed_image_tag_rolls_the_containers_and_rollback_returns_them(host, 
         rolled_back("api")  # the image the last rollback replaced: forward again
         assert replica_images(host) == {"api-1": "platform-demo-app:2", "api-2": "platform-demo-app:2"}
     finally:
-        converged("1")
+        converged("app", "1")
     assert get_health(address)["version"] == "1"
 
 
@@ -440,7 +441,7 @@ def test_unhealthy_new_version_stops_the_rollout_with_its_logs_and_rolls_the_rep
     log lines; that replica returns to the previous release by itself, the second keeps it,
     and the route keeps answering."""
     try:
-        result = converge("2", "-e", "edge_demo_fail='cannot reach the license server'",
+        result = converge("app", "2", "-e", "edge_demo_fail='cannot reach the license server'",
                           "-e", "app_health_timeout=16")
         assert result.returncode != 0, result.stdout[-3000:]
         # The failure message, however the callback wrapped it.
@@ -455,7 +456,7 @@ def test_unhealthy_new_version_stops_the_rollout_with_its_logs_and_rolls_the_rep
         assert host.docker("api-1").is_running
         assert {get_health(address)["version"] for _ in range(4)} == {"1"}, "both replicas answer, on the old release"
     finally:
-        converged("1")
+        converged("app", "1")
     assert replica_images(host) == {"api-1": "platform-demo-app:1", "api-2": "platform-demo-app:1"}
 
 
@@ -479,7 +480,7 @@ def test_a_provided_certificate_is_served_and_trusted_with_hsts(address, tmp_pat
     settings.write_text(json.dumps({"nginx_tls_mode": "provided", "nginx_tls_certificate_file": str(certificate),
                                     "nginx_tls_private_key": key.read_text()}))
     try:
-        result = converge("1", "-e", f"@{settings}")
+        result = converge("nginx", "1", "-e", f"@{settings}")
         assert result.returncode == 0, result.stdout[-3000:]
         with tls_connection(address) as connection:
             served = connection.getpeercert(binary_form=True)
@@ -492,7 +493,7 @@ def test_a_provided_certificate_is_served_and_trusted_with_hsts(address, tmp_pat
             assert trusted.stdout == "200", trusted.stderr
         assert hsts_header(address) == "max-age=63072000; includeSubDomains"
     finally:
-        converged("1")
+        converged("nginx", "1")
     assert hsts_header(address) is None
 
 
@@ -519,7 +520,7 @@ def test_an_acme_certificate_is_obtained_trusted_renewed_by_certbot_s_timer_and_
         "nginx_acme_server_ca": host.file("/etc/pebble/ca.crt").content_string}))
     renewal = f"/etc/letsencrypt/renewal/{DOMAIN}.conf"
     try:
-        first = converge("1", "-e", f"@{settings}")
+        first = converge("nginx", "1", "-e", f"@{settings}")
         assert first.returncode == 0, first.stdout[-3000:]
         root = tmp_path / "acme-root.pem"
         # The ACME service's root, from its management API (the host has no curl).
@@ -540,7 +541,7 @@ def test_an_acme_certificate_is_obtained_trusted_renewed_by_certbot_s_timer_and_
         issued = served_certificate(address)
         assert issued == ssl.PEM_cert_to_DER_cert(host.file(f"{ACME_LIVE}/cert.pem").content_string)
 
-        again = converge("1", "-e", f"@{settings}")
+        again = converge("nginx", "1", "-e", f"@{settings}")
         assert again.returncode == 0, again.stdout[-3000:]
         assert host.file(f"{ACME_LIVE}/cert.pem").linked_to.endswith("/cert1.pem"), "a rerun asked again"
         assert served_certificate(address) == issued
@@ -561,7 +562,7 @@ def test_an_acme_certificate_is_obtained_trusted_renewed_by_certbot_s_timer_and_
         assert served_certificate(address) == renewed
     finally:
         host.run(f"sed -i '/^renew_before_expiry = 100000 days$/d' {renewal}")
-        converged("1")
+        converged("nginx", "1")
     assert hsts_header(address) is None
 
 

@@ -26,6 +26,8 @@ PACKAGES = ["nvidia-container-toolkit", "nvidia-container-toolkit-base",
             "libnvidia-container-tools", "libnvidia-container1"]
 LOCAL_REPOSITORY = "/var/lib/nvidia-container-toolkit/repository"
 KEYRING = "/etc/apt/keyrings/nvidia-container-toolkit.asc"
+# The tests' converges run the role under test alone: the docker role is in place already.
+ROLE_ONLY = ("--tags", "nvidia_container_toolkit")
 
 
 def forced(host) -> bool:
@@ -114,7 +116,7 @@ def test_a_signing_key_that_is_not_the_pinned_one_stops_the_run(installed_host):
     """The repository's key is trusted only with its pinned fingerprint: another key is
     removed and the run stops, saying what it found."""
     check_that_a_wrong_pinned_key_stops_the_run(
-        installed_host, "nvidia_container_toolkit_repo_key_fingerprint", KEYRING)
+        installed_host, "nvidia_container_toolkit_repo_key_fingerprint", KEYRING, *ROLE_ONLY)
 
 
 CDI_SPEC = "/etc/cdi/nvidia.yaml"
@@ -145,13 +147,13 @@ def test_the_cdi_specification_follows_the_gpus_nvidia_ctk_finds(installed_host)
     assert (host.file(CDI_SPEC).user, host.file(CDI_SPEC).mode) == ("root", 0o644)
     try:
         host.run_expect([0], f"echo '0 1' > {STANDIN_GPUS}")
-        grown = converge(host)
+        grown = converge(host, *ROLE_ONLY)
         assert grown.returncode == 0, grown.stdout[-3000:]
         assert task_changed(grown, install_task)
         assert cdi_devices(host) == ["0", "1", "all"]
     finally:
         host.run_expect([0], f"rm -f {STANDIN_GPUS} && echo '# edited by hand' >> {CDI_SPEC}")
-        repaired = converge(host)
+        repaired = converge(host, *ROLE_ONLY)
     assert repaired.returncode == 0, repaired.stdout[-3000:]
     assert task_changed(repaired, install_task)
     assert host.file(CDI_SPEC).content_string == generated(host)
