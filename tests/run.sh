@@ -4,9 +4,10 @@
 #   tests/run.sh                         everything
 #   tests/run.sh tests/unit              only the installer's unit tests
 #   tests/run.sh -k firewall             one molecule scenario
-# Scenarios run four at a time (TEST_WORKERS to change). On the 2-core CI machine
-# (2026-12-02) e2e took 13 min alone and 72 min beside the three other largest scenarios, so
-# four at once gains little over fewer: TEST_WORKERS=2 is worth measuring against 4.
+# Scenarios run four at a time (TEST_WORKERS to change). On the 2-core CI machine a
+# whole-stack scenario takes two to three times as long beside three others as alone (e2e,
+# 2026-12-02: 34 min beside one or two, over 84 min in CI), so the longest one bounds CI:
+# e2e's interrupted installs run beside it as a scenario of their own (interrupted).
 # PLATFORM_TEST_SLOW=1 adds the scenarios and tests too slow for CI (README, "Tests").
 set -euo pipefail
 cd "$(dirname "$0")/.."
