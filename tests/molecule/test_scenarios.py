@@ -27,12 +27,12 @@ ROOT = Path(__file__).resolve().parents[2]
 # pass and destroy included (2026-12-02; tests/run.sh prints them as [scenario] lines): e2e
 # less the two runs since marked slow and the part that became interrupted (an estimate),
 # newcomer with one whole install.
-MINUTES = {"e2e": 50, "interrupted": 30, "multinode": 44, "newcomer": 26, "edge": 39, "monitoring": 25, "pitr": 24,
+MINUTES = {"e2e": 76, "interrupted": 46, "multinode": 44, "newcomer": 26, "edge": 39, "monitoring": 25, "pitr": 24,
            "nvidia_container_toolkit": 17, "postgresql": 12, "docker": 12, "ollama": 12, "firewall": 11, "redis": 10,
            "common": 9, "nvidia_driver": 3, "nvidia_driver_forced": 77}
 # Too slow for CI's budget beside the rest (README, "Tests"): the NVIDIA driver's DKMS build
 # (an hour), and the multi-node example's four hosts.
-SLOW = {"nvidia_driver_forced", "multinode"}
+SLOW = {"nvidia_driver_forced", "multinode", "interrupted"}
 
 
 def scheduled(names: list[str], workers: int) -> list[str]:
