@@ -6,8 +6,8 @@
 #   tests/run.sh -k firewall             one molecule scenario
 # Scenarios run four at a time (TEST_WORKERS to change). On the 2-core CI machine a
 # whole-stack scenario takes two to three times as long beside three others as alone (e2e,
-# 2026-12-02: 34 min beside one or two, over 84 min in CI), so the longest one bounds CI:
-# e2e's interrupted installs run beside it as a scenario of their own (interrupted).
+# 2026-12-02: 34 min beside one or two, 78 min beside three), and CI's whole run is bounded
+# by the CPU work of all of them together (tests/molecule/test_scenarios.py, MINUTES).
 # PLATFORM_TEST_SLOW=1 adds the scenarios and tests too slow for CI (README, "Tests").
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -24,14 +24,14 @@ from slow import RUN_SLOW
 
 ROOT = Path(__file__).resolve().parents[2]
 # Minutes each scenario took on the 2-core machine with four scenarios running, its check-mode
-# pass and destroy included (2026-12-02; tests/run.sh prints them as [scenario] lines): e2e
-# less the two runs since marked slow and the part that became interrupted (an estimate),
-# newcomer with one whole install.
-MINUTES = {"e2e": 76, "interrupted": 46, "multinode": 44, "newcomer": 26, "edge": 39, "monitoring": 25, "pitr": 24,
-           "nvidia_container_toolkit": 17, "postgresql": 12, "docker": 12, "ollama": 12, "firewall": 11, "redis": 10,
-           "common": 9, "nvidia_driver": 3, "nvidia_driver_forced": 77}
+# pass and destroy included (tests/run.sh on 2026-12-02, pytest --durations): the order the
+# scenarios start in. multinode and nvidia_driver_forced from earlier runs.
+MINUTES = {"e2e": 78, "newcomer": 51, "interrupted": 47, "monitoring": 47, "multinode": 44, "pitr": 41,
+           "edge": 34, "ollama": 27, "postgresql": 25, "nvidia_container_toolkit": 20, "docker": 20, "redis": 18,
+           "firewall": 14, "common": 14, "nvidia_driver": 4, "nvidia_driver_forced": 77}
 # Too slow for CI's budget beside the rest (README, "Tests"): the NVIDIA driver's DKMS build
-# (an hour), and the multi-node example's four hosts.
+# (an hour), the multi-node example's four hosts, and a third whole install over SSH beside
+# e2e's and newcomer's (interrupted).
 SLOW = {"nvidia_driver_forced", "multinode", "interrupted"}
 
 
