@@ -364,12 +364,14 @@ def _setting(session: Session, host: str, role: str, key: str):
 def local_backup_warnings(session: Session) -> list[str]:
     """The backups kept only on the host they protect, which its loss would take along."""
     warnings = []
-    for host in session.loaded.hosts("postgres"):
+    # A host of group backup holds PostgreSQL's repository (the backup_repository role).
+    repository_hosts = session.loaded.hosts("backup")
+    for host in [] if repository_hosts else session.loaded.hosts("postgres"):
         if not _enabled(_setting(session, host, "postgresql", "postgresql_pgbackrest_s3_enabled")):
             path = _setting(session, host, "postgresql", "postgresql_pgbackrest_repo_path")
             warnings.append(f"Warning: {host} keeps its only PostgreSQL backups on itself ({path}): losing the host "
-                            "loses them. Add an off-site repository (postgresql_pgbackrest_s3_enabled and its "
-                            "settings).")
+                            "loses them. Add a backup repository host (group backup) or an off-site repository "
+                            "(postgresql_pgbackrest_s3_enabled and its settings).")
     # The backup role's store defaults to PostgreSQL's (roles/backup/defaults/main.yml).
     local = [host for host in session.loaded.hosts() if "backup" in session.roles.get(host, ())
              and not _enabled(session.loaded.host_vars(host).get(

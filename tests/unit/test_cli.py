@@ -418,8 +418,14 @@ def test_the_summary_warns_of_backups_kept_only_on_the_host_they_protect(tmp_pat
     warnings = [step for step in cli.next_steps(session) if step.startswith("Warning:")]
     assert warnings == [
         "Warning: db-1 keeps its only PostgreSQL backups on itself (/var/lib/pgbackrest): losing the host loses "
-        "them. Add an off-site repository (postgresql_pgbackrest_s3_enabled and its settings).",
+        "them. Add a backup repository host (group backup) or an off-site repository "
+        "(postgresql_pgbackrest_s3_enabled and its settings).",
         "Warning: db-1, app-1 keep the backups of their files (configuration, Redis snapshots, app volumes) on "
         "themselves (/var/lib/platform-backup/repository): losing a host loses them. Add an S3 store "
         "(backup_s3_enabled and its settings, or PostgreSQL's off-site repository).",
     ]
+
+    # A backup repository host holds PostgreSQL's backups off the database hosts.
+    groups["backup"] = ["backup-1"]
+    warnings = [step for step in cli.next_steps(session) if step.startswith("Warning:")]
+    assert not any("PostgreSQL backups" in warning for warning in warnings), warnings

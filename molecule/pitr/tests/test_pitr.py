@@ -32,15 +32,17 @@ SCENARIO = MOLECULE_YML["provisioner"]["inventory"]
 SCENARIO_PLATFORMS = {platform["name"]: platform for platform in MOLECULE_YML["platforms"]}
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("postgres")
 assert testinfra_hosts, f"no host of group postgres in {INVENTORY}: every test would be skipped"
-# The host of the S3 stand-in (prepare.yml), which outlives the database host.
+# The host of the S3 stand-in (prepare.yml) and the backup repository host, which outlive
+# the database host.
 S3_STORE = testinfra.get_host(f"ansible://pitr-s3?ansible_inventory={INVENTORY}")
+REPOSITORY_HOST = testinfra.get_host(f"ansible://pitr-backup?ansible_inventory={INVENTORY}")
 
 SECRETS = SCENARIO["group_vars"]["all"]["platform_secrets"]
 # The S3 stand-in's access key, which prepare.yml had it make (the inventory reads this file).
 S3_CREDENTIALS = json.loads((EPHEMERAL / "s3-credentials.json").read_text())
 APP_PASSWORD = SECRETS["postgresql_app_password"]
 REDIS_BACKUP_DIR = "/var/backups/platform/redis"
-REPOSITORIES = (1, 2)  # local and S3 (a stand-in, see prepare.yml)
+REPOSITORIES = (1, 2)  # on the repository host, and S3 (a stand-in, see prepare.yml)
 S3_OBJECT = "pgbackrest/backup/platform/backup.info"  # under postgresql_pgbackrest_s3_path
 # The backup role's program: restic with the role's settings (`files-backup restic ARGS`).
 FILES_BACKUP = "/usr/local/lib/platform/files-backup"
@@ -71,7 +73,9 @@ def operator_inventory() -> Path:
     (folder / "group_vars" / "all" / "main.yml").write_text(yaml.safe_dump(settings))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PLATFORMCTL_SECRETS_DIR", str(SECRETS_DIR))
-        SecretStore(inventories.resolve(str(folder))).save(SECRETS)
+        # The CA prepare.yml made, which the scenario's inventory reads from its file.
+        SecretStore(inventories.resolve(str(folder))).save(
+            SECRETS | {"platform_ca": (EPHEMERAL / "platform_ca.pem").read_text()})
     return folder
 
 
@@ -111,7 +115,7 @@ def info(host) -> dict:
 
 
 def backups(host, kind: str, repo: int = 1) -> list[str]:
-    """Labels of the backups of this kind in repository 1 (local) or 2 (S3)."""
+    """Labels of the backups of this kind in repository 1 (the repository host's) or 2 (S3)."""
     return [backup["label"] for backup in info(host)["backup"]
             if backup["type"] == kind and backup["database"]["repo-key"] == repo]
 
@@ -141,6 +145,53 @@ def test_s3_repository_is_encrypted_and_has_a_full_backup(host):
     assert s3["cipher"] == "aes-256-cbc"
     assert backups(host, "full", 2)
     assert read_s3_object(S3_CREDENTIALS["key"], S3_CREDENTIALS["secret"]).stdout == "Salted__"
+
+
+def test_the_repository_host_holds_the_backups_encrypted(host):
+    """repo1 is on the backup repository host: the database host keeps no repository of its
+    own, the stanza and its full backup are in the repository host's folder, encrypted (the
+    backup list starts with OpenSSL's "Salted__" header, not pgBackRest's plain text), and the
+    backup timers run there, not on the database host."""
+    repo1 = next(repo for repo in info(host)["repo"] if repo["key"] == 1)
+    assert repo1["status"]["code"] == 0, repo1
+    assert backups(host, "full", 1)
+    assert not host.file("/var/lib/pgbackrest").exists
+    stanzas = json.loads(REPOSITORY_HOST.check_output("runuser -u pgbackrest -- pgbackrest --output=json info"))
+    assert [(stanza["name"], stanza["status"]["code"]) for stanza in stanzas] == [("platform", 0)], stanzas
+    assert stanzas[0]["repo"][0]["cipher"] == "aes-256-cbc"
+    assert REPOSITORY_HOST.check_output("head -c 8 /var/lib/pgbackrest/backup/platform/backup.info") == "Salted__"
+    for timer in ("pgbackrest-full.timer", "pgbackrest-diff.timer"):
+        assert REPOSITORY_HOST.service(timer).is_enabled and REPOSITORY_HOST.service(timer).is_running, timer
+        assert not host.service(timer).is_enabled, f"{timer} is still enabled on the database host"
+
+
+def repo1_status(on, user: str, *options: str) -> int:
+    """pgbackrest info's status code of repo1 asked from this host as this user, with these
+    options or environment over the configuration; the command's exit code when it fails."""
+    proc = on.run(" ".join([*options, "runuser", "-u", user, "--", "pgbackrest", "--stanza=platform", "--repo=1",
+                            "--output=json", "info"]))
+    return json.loads(proc.stdout)[0]["repo"][0]["status"]["code"] if proc.rc == 0 else proc.rc
+
+
+def test_the_repository_host_lets_in_only_the_database_hosts_certificates(host):
+    """pgBackRest's TLS server on the repository host: the database host's certificate opens
+    the repository (positive control); a certificate under the same name that the platform CA
+    did not sign is refused, and so is one the platform CA signed for a host that is not a
+    database host (the repository host's own, presented to itself)."""
+    name = testinfra_hosts[0]
+    assert repo1_status(host, "postgres") == 0
+    host.check_output(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=%s "
+        "-addext subjectAltName=DNS:%s -keyout /tmp/foreign.key -out /tmp/foreign.crt && chmod 0644 /tmp/foreign.*",
+        name, name)
+    foreign = ("PGBACKREST_REPO1_HOST_CERT_FILE=/tmp/foreign.crt", "PGBACKREST_REPO1_HOST_KEY_FILE=/tmp/foreign.key")
+    assert repo1_status(host, "postgres", *foreign) != 0
+    tls = "/etc/pgbackrest/tls"
+    itself = ("PGBACKREST_REPO1_HOST=pitr-backup", "PGBACKREST_REPO1_HOST_TYPE=tls",
+              f"PGBACKREST_REPO1_HOST_CERT_FILE={tls}/server.crt", f"PGBACKREST_REPO1_HOST_KEY_FILE={tls}/server.key",
+              f"PGBACKREST_REPO1_HOST_CA_FILE={tls}/ca.crt")
+    assert repo1_status(REPOSITORY_HOST, "pgbackrest") == 0
+    assert repo1_status(REPOSITORY_HOST, "pgbackrest", *itself) != 0
 
 
 def read_s3_object(key: str, secret: str):
@@ -404,8 +455,8 @@ def test_a_lost_database_host_comes_back_from_the_off_host_repository(host, oper
     """The procedure in the README: a new, empty host under the lost one's name, the install
     (of the roles this scenario runs: --tags postgresql,redis,backup), which names the
     backups as another database's and says to restore, then `installer.py restore --latest`.
-    Every row committed before the last WAL segment that archive_timeout closed is back, read
-    from the S3 repository on the store's own host; the local repository was lost with the host."""
+    Every row committed before the last WAL segment that archive_timeout closed is back, from
+    the repositories on the repository host and in the S3 store, which the loss left alone."""
     name = testinfra_hosts[0]
     archive_timeout = int(superuser_sql(host, "SELECT setting FROM pg_settings WHERE name = 'archive_timeout'"))
     app_sql(host, "CREATE TABLE loss_probe (batch text, n int)")
@@ -418,7 +469,7 @@ def test_a_lost_database_host_comes_back_from_the_off_host_repository(host, oper
         time.sleep(2)
     app_sql(host, "INSERT INTO loss_probe SELECT 'at the loss', generate_series(1, 10)")
 
-    offsite = backups(host, "full", 2) + backups(host, "diff", 2)
+    offsite = {repo: backups(host, "full", repo) + backups(host, "diff", repo) for repo in REPOSITORIES}
     last_files = files_snapshots(host)[-1]["id"]
     replace_database_host(name)
     assert host.run("test -e /var/lib/postgresql").rc != 0, "the new host is not empty"
@@ -433,7 +484,8 @@ def test_a_lost_database_host_comes_back_from_the_off_host_repository(host, oper
     assert {probe for probe, _ in failed} <= {"Check that the backups are this server's",
                                               "Check WAL archiving into the backup repository",
                                               "Check that a full backup exists"}, failed
-    assert backups(host, "full", 2) + backups(host, "diff", 2) == offsite, "the install touched the lost host's backups"
+    assert {repo: backups(host, "full", repo) + backups(host, "diff", repo) for repo in REPOSITORIES} == offsite, \
+        "the install touched the lost host's backups"
 
     proc, summary = installer(operator_inventory, "restore", "--latest")
     assert proc.returncode == 0, "installer.py restore --latest failed (output above)"
