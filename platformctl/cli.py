@@ -372,15 +372,18 @@ def local_backup_warnings(session: Session) -> list[str]:
             warnings.append(f"Warning: {host} keeps its only PostgreSQL backups on itself ({path}): losing the host "
                             "loses them. Add a backup repository host (group backup) or an off-site repository "
                             "(postgresql_pgbackrest_s3_enabled and its settings).")
-    # The backup role's store defaults to PostgreSQL's (roles/backup/defaults/main.yml).
+    # The backup role's repository: the repository host's when it is another host, else the
+    # S3 store, which defaults to PostgreSQL's (roles/backup/defaults/main.yml).
     local = [host for host in session.loaded.hosts() if "backup" in session.roles.get(host, ())
+             and not set(repository_hosts) - {host}
              and not _enabled(session.loaded.host_vars(host).get(
                  "backup_s3_enabled", session.loaded.host_vars(host).get("postgresql_pgbackrest_s3_enabled")))]
     if local:
         folder = _setting(session, local[0], "backup", "backup_local_repository")
         warnings.append(f"Warning: {', '.join(local)} keep the backups of their files (configuration, Redis "
-                        f"snapshots, app volumes) on themselves ({folder}): losing a host loses them. Add an S3 "
-                        "store (backup_s3_enabled and its settings, or PostgreSQL's off-site repository).")
+                        f"snapshots, app volumes) on themselves ({folder}): losing a host loses them. Add a "
+                        "backup repository host (group backup) or an S3 store (backup_s3_enabled and its "
+                        "settings, or PostgreSQL's off-site repository).")
     return warnings
 
 

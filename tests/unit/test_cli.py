@@ -421,11 +421,20 @@ def test_the_summary_warns_of_backups_kept_only_on_the_host_they_protect(tmp_pat
         "them. Add a backup repository host (group backup) or an off-site repository "
         "(postgresql_pgbackrest_s3_enabled and its settings).",
         "Warning: db-1, app-1 keep the backups of their files (configuration, Redis snapshots, app volumes) on "
-        "themselves (/var/lib/platform-backup/repository): losing a host loses them. Add an S3 store "
-        "(backup_s3_enabled and its settings, or PostgreSQL's off-site repository).",
+        "themselves (/var/lib/platform-backup/repository): losing a host loses them. Add a backup repository "
+        "host (group backup) or an S3 store (backup_s3_enabled and its settings, or PostgreSQL's off-site "
+        "repository).",
     ]
 
-    # A backup repository host holds PostgreSQL's backups off the database hosts.
+    # A backup repository host holds PostgreSQL's backups and the other hosts' files; its own
+    # files stay on it without a store.
     groups["backup"] = ["backup-1"]
+    groups["all"].append("backup-1")
+    session.roles["backup-1"] = {"common", "backup", "backup_repository"}
     warnings = [step for step in cli.next_steps(session) if step.startswith("Warning:")]
-    assert not any("PostgreSQL backups" in warning for warning in warnings), warnings
+    assert warnings == [
+        "Warning: backup-1 keep the backups of their files (configuration, Redis snapshots, app volumes) on "
+        "themselves (/var/lib/platform-backup/repository): losing a host loses them. Add a backup repository "
+        "host (group backup) or an S3 store (backup_s3_enabled and its settings, or PostgreSQL's off-site "
+        "repository).",
+    ]

@@ -40,6 +40,18 @@ def answers(monkeypatch, replies: dict[str, tuple[int, str, str]]) -> list[list[
     return calls
 
 
+def test_a_repository_host_is_reached_with_the_roles_ssh_command(settings, monkeypatch):
+    """restic's sftp backend runs the role's ssh command (its key, its known_hosts); restic
+    reads -o values as CSV, so the command must hold no comma or quote."""
+    command = ("ssh -i /etc/platform/backup/ssh_key -o IdentitiesOnly=yes -o BatchMode=yes "
+               "-o StrictHostKeyChecking=yes -o UserKnownHostsFile=/etc/platform/backup/known_hosts "
+               "pf-db-1@backup-1 -s sftp")
+    assert files_backup.restic_options() == []
+    monkeypatch.setenv("BACKUP_SFTP_COMMAND", command)
+    assert files_backup.restic_options() == ["-o", f"sftp.command={command}"]
+    assert not {",", '"'} & set(command)
+
+
 def test_a_repository_is_created_only_where_there_is_none(settings, monkeypatch):
     calls = answers(monkeypatch, {"cat": (0, "{}", ""), "init": (0, "", "")})
     assert files_backup.ensure_repository() == "exists"

@@ -35,7 +35,13 @@ assert testinfra_hosts, f"no host of group postgres in {INVENTORY}: every test w
 # The host of the S3 stand-in (prepare.yml) and the backup repository host, which outlive
 # the database host.
 S3_STORE = testinfra.get_host(f"ansible://pitr-s3?ansible_inventory={INVENTORY}")
-REPOSITORY_HOST = testinfra.get_host(f"ansible://pitr-backup?ansible_inventory={INVENTORY}")
+REPOSITORY_HOST_NAME = "pitr-backup"
+REPOSITORY_HOST = testinfra.get_host(f"ansible://{REPOSITORY_HOST_NAME}?ansible_inventory={INVENTORY}")
+# The database host's user on the repository host for its files, and its folder there.
+FILES_USER = f"pf-{testinfra_hosts[0]}"
+FILES_FOLDER = f"/var/lib/platform-files/{FILES_USER}"
+SFTP = ("-i /etc/platform/backup/ssh_key -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes "
+        f"-o UserKnownHostsFile=/etc/platform/backup/known_hosts {FILES_USER}@{REPOSITORY_HOST_NAME}")
 
 SECRETS = SCENARIO["group_vars"]["all"]["platform_secrets"]
 # The S3 stand-in's access key, which prepare.yml had it make (the inventory reads this file).
@@ -269,32 +275,48 @@ def test_installer_backup_covers_postgresql_redis_and_the_files(host, operator_i
     assert vault.startswith("$ANSIBLE_VAULT;") and "backed-up-still-encrypted" not in vault, vault[:200]
     report = summary["files"][testinfra_hosts[0]]
     assert report["snapshot"] == new_files[0]["short_id"] and report["files"] > 0, report
+    # The database host's files went to the repository host; that host's own, to the store.
     printed = " ".join(proc.stdout.split())
-    assert f"files backed up as snapshot {report['snapshot']} in s3:https://s3.pitr.test:9000/" in printed
+    assert (f"files backed up as snapshot {report['snapshot']} "
+            f"in sftp:{FILES_USER}@{REPOSITORY_HOST_NAME}:/repository") in printed
+    assert summary["files"][REPOSITORY_HOST_NAME]["snapshot"] in printed
+    assert "in s3:https://s3.pitr.test:9000/files/pitr-backup" in printed
     for secret in SECRETS.values():
         assert secret not in proc.stdout + proc.stderr
 
 
-def test_files_backups_are_encrypted_in_the_store_and_open_only_with_their_password(host):
-    """What the store holds of the files' repository is encrypted: a marker written into /etc
-    and backed up is in the restored file (positive control) and in no object of the store;
-    and the repository does not open with another password."""
+def backed_up_marker(on) -> str:
+    """A marker written into /etc on this host, backed up and restored (the positive control)."""
     marker = f"files-backup-marker-{uuid.uuid4().hex}"
-    host.check_output(f"echo {marker} > /etc/platform-backup-probe")
+    on.check_output(f"echo {marker} > /etc/platform-backup-probe")
     try:
-        host.check_output("systemctl start platform-files-backup.service")
+        on.check_output("systemctl start platform-files-backup.service")
     finally:
-        host.run("rm -f /etc/platform-backup-probe")
-    target = restore_files(host, "latest", "/etc/platform-backup-probe")
-    assert host.file(target + "/etc/platform-backup-probe").content_string.strip() == marker
+        on.run("rm -f /etc/platform-backup-probe")
+    target = restore_files(on, "latest", "/etc/platform-backup-probe")
+    assert on.file(target + "/etc/platform-backup-probe").content_string.strip() == marker
+    return marker
 
+
+def test_files_backups_are_encrypted_where_they_are_kept_and_open_only_with_their_password(host):
+    """What the repository host (the database host's files) and the store (the repository
+    host's own) hold of the files' repositories is encrypted: a marker written into /etc and
+    backed up is in the restored file and in no file or object there; and a repository does
+    not open with another password."""
+    marker = backed_up_marker(host)
+    files, holding_marker = map(int, REPOSITORY_HOST.check_output(
+        "find %s -type f | wc -l; grep -rlF %s %s | wc -l", FILES_FOLDER, marker, FILES_FOLDER).split())
+    assert files > 0, f"the repository host holds nothing in {FILES_FOLDER}"
+    assert holding_marker == 0, f"{holding_marker} of {files} files in {FILES_FOLDER} hold the marker in clear"
+
+    marker = backed_up_marker(REPOSITORY_HOST)
     bucket = SCENARIO["group_vars"]["all"]["postgresql_pgbackrest_s3_bucket"]
     scan = (
         "import sys, boto3; s3 = boto3.client('s3', endpoint_url='https://s3.pitr.test:9000', region_name='us-east-1', "
         f"verify='/opt/s3-standin/ca.crt', aws_access_key_id='{S3_CREDENTIALS['key']}', "
         f"aws_secret_access_key='{S3_CREDENTIALS['secret']}'); "
         f"keys = [o['Key'] for page in s3.get_paginator('list_objects_v2').paginate(Bucket='{bucket}', "
-        f"Prefix='files/{testinfra_hosts[0]}/') for o in page.get('Contents', [])]; "
+        f"Prefix='files/{REPOSITORY_HOST_NAME}/') for o in page.get('Contents', [])]; "
         f"print(len(keys), sum(b'{marker}' in s3.get_object(Bucket='{bucket}', Key=k)['Body'].read() for k in keys))")
     objects, holding_marker = map(int, S3_STORE.check_output("/opt/s3-standin/venv/bin/python -c %s", scan).split())
     assert objects > 0, "the store holds nothing of the files' repository"
@@ -305,6 +327,22 @@ def test_files_backups_are_encrypted_in_the_store_and_open_only_with_their_passw
     wrong = host.run("sh -c %s", f"set -a; . {FILES_SETTINGS}; echo not-the-password > /tmp/wrong-password; "
                      f"RESTIC_PASSWORD_FILE=/tmp/wrong-password {FILES_BACKUP} --latest")
     assert wrong.rc != 0 and "wrong password" in wrong.stderr, wrong.stdout + wrong.stderr
+
+
+def test_a_hosts_files_user_on_the_repository_host_has_sftp_in_its_own_folder_only(host):
+    """The database host's key, with the host key it trusts, lists its own folder over SFTP
+    (the repository, nothing of the other hosts'); the same user gets no shell, and another key
+    is not let in."""
+    listing = host.run(f"echo 'ls -a /' | sftp -b - {SFTP}")
+    assert listing.rc == 0, listing.stderr
+    names = [name.rstrip("/").rsplit("/", 1)[-1] for line in listing.stdout.splitlines()
+             if not line.startswith("sftp>") for name in line.split()]
+    assert sorted(names) == [".", "..", "repository"], listing.stdout
+    shell = host.run(f"ssh {SFTP} id")
+    assert shell.rc != 0 and "uid=" not in shell.stdout, shell.stdout
+    host.check_output("rm -f /root/other_key*; ssh-keygen -q -t ed25519 -N '' -f /root/other_key")
+    other = host.run(f"echo 'ls /' | sftp -b - {SFTP.replace('/etc/platform/backup/ssh_key', '/root/other_key')}")
+    assert other.rc != 0 and "Permission denied" in other.stderr, other.stderr
 
 
 def drill_left_the_server_alone(host, started: str) -> None:
