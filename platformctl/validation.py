@@ -246,11 +246,15 @@ def check_variables(
                     errors[f"{shown}: {problem}"] = f"{source(key)}: {shown}: {problem} (role {role})"
                     failed.add(key)
 
+    for problem in group_problems(loaded.groups()):
+        errors[problem] = f"{inventory.display_path(inventory.hosts_file)}: {problem}"
+
     user_keys = set(extra_var_names)
     for file, data in documents.items():
         user_keys |= _hosts_file_variables(data) if file == inventory.hosts_file else set(data)
     for key in sorted(user_keys):
-        role = next((r for r in known_roles if key.startswith(r + "_")), None)
+        # The longest name first: backup_repository_path is backup_repository's, not backup's.
+        role = next((r for r in sorted(known_roles, key=len, reverse=True) if key.startswith(r + "_")), None)
         if role is None or key in role_options(role):
             continue
         hint = nearest(key, role_options(role))
@@ -261,6 +265,21 @@ def check_variables(
 
 
 ACME_CHECKS = ("nginx_tls_mode", "nginx_acme_server", "nginx_acme_server_ca")
+
+
+def group_problems(groups: dict[str, list[str]]) -> list[str]:
+    """Shapes of the inventory's groups the roles cannot serve: the backup repository host
+    (group backup) is one host, not a database host, and holds one database host's stanza."""
+    backup, postgres = groups.get("backup", []), groups.get("postgres", [])
+    problems = []
+    if len(backup) > 1:
+        problems.append(f"group backup: {', '.join(backup)}: expected one host, the backup repository host")
+    problems += [f"group backup: {host} is in group postgres too: the backup repository host must be another "
+                 "host than the database host whose backups it keeps" for host in backup if host in postgres]
+    if backup and len(postgres) > 1:
+        problems.append(f"group postgres: {', '.join(postgres)}: a backup repository host (group backup) holds "
+                        "the backups of one database host; list one host in group postgres")
+    return problems
 
 
 def acme_problems(key: str, host_vars: dict) -> list[tuple[str, str]]:

@@ -166,6 +166,37 @@ def test_malformed_inventories_stop_with_exit_4_before_any_host(capsys, write_in
     assert expected in errors[0], errors
 
 
+@pytest.mark.parametrize(("backup", "expected"), [
+    ("{node-2: , node-3: }", "group backup: node-2, node-3: expected one host, the backup repository host"),
+    ("{node-1: }", "group backup: node-1 is in group postgres too: the backup repository host must be another host"),
+], ids=["two backup hosts", "the database host"])
+@pytest.mark.parametrize("command", ["validate", "install"])
+def test_a_backup_group_the_roles_cannot_serve_stops_with_exit_4(capsys, write_inventory, command, backup, expected):
+    hosts = HOSTS.replace("    ollama: {hosts: {}}\n", f"    ollama: {{hosts: {{}}}}\n    backup: {{hosts: {backup}}}\n")
+    hosts = hosts.replace("  children:\n", "    node-3: {ansible_connection: community.docker.docker}\n  children:\n")
+    folder = write_inventory(hosts)
+    code, errors, _ = run(capsys, command, "--inventory", str(folder))
+    assert code == 4
+    assert len(errors) == 1 and errors[0].startswith(f"error: {folder / 'hosts.yml'}: {expected}"), errors
+
+
+def test_a_backup_host_with_two_database_hosts_stops_with_exit_4(capsys, write_inventory):
+    hosts = HOSTS.replace("    postgres: {hosts: {node-1: }}", "    postgres: {hosts: {node-1: , node-2: }}")
+    hosts = hosts.replace("  children:\n", "    node-3: {ansible_connection: community.docker.docker}\n  children:\n")
+    folder = write_inventory(hosts + "    backup: {hosts: {node-3: }}\n")
+    code, errors, _ = run(capsys, "validate", "--inventory", str(folder))
+    assert code == 4
+    assert errors == [f"error: {folder / 'hosts.yml'}: group postgres: node-1, node-2: a backup repository host "
+                      "(group backup) holds the backups of one database host; list one host in group postgres"]
+
+
+def test_a_backup_repository_host_validates(capsys, write_inventory):
+    hosts = HOSTS.replace("  children:\n", "    node-3: {ansible_connection: community.docker.docker}\n  children:\n")
+    folder = write_inventory(hosts + "    backup: {hosts: {node-3: }}\n", main="backup_repository_retention_full: 30\n")
+    code, errors, _ = run(capsys, "validate", "--inventory", str(folder))
+    assert (code, errors) == (0, [])
+
+
 def test_every_problem_gets_its_own_line(capsys, write_inventory):
     folder = write_inventory(HOSTS, main="platform_apps: [{name: api, imagee: 'a:1', port: 0}]\n")
     code, errors, _ = run(capsys, "validate", "--inventory", str(folder))
