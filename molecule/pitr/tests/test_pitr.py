@@ -56,6 +56,8 @@ FILES_SETTINGS = "/etc/platform/backup/restic.env"
 # Written into Redis before installer.py backup; the host-loss test finds it again.
 BACKED_UP_KEY = f"platform:test:pitr:{uuid.uuid4().hex[:8]}"
 BIN = Path(sys.executable).parent
+# The roles this scenario runs, through installer.py's site.yml (--tags).
+ROLES_RUN = "backup_repository,postgresql,redis,backup"
 RECAP = re.compile(r"^\S+\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
 
 
@@ -491,7 +493,7 @@ def replace_database_host(name: str) -> None:
 
 def test_a_lost_database_host_comes_back_from_the_off_host_repository(host, operator_inventory):
     """The procedure in the README: a new, empty host under the lost one's name, the install
-    (of the roles this scenario runs: --tags postgresql,redis,backup), which names the
+    (of the roles this scenario runs: ROLES_RUN), which names the
     backups as another database's and says to restore, then `installer.py restore --latest`.
     Every row committed before the last WAL segment that archive_timeout closed is back, from
     the repositories on the repository host and in the S3 store, which the loss left alone."""
@@ -512,7 +514,7 @@ def test_a_lost_database_host_comes_back_from_the_off_host_repository(host, oper
     replace_database_host(name)
     assert host.run("test -e /var/lib/postgresql").rc != 0, "the new host is not empty"
 
-    proc, summary = installer(operator_inventory, "--tags", "postgresql,redis,backup")
+    proc, summary = installer(operator_inventory, "--tags", ROLES_RUN)
     assert proc.returncode == 1, "the install must not pass verify with no data and no backups (output above)"
     assert "holds the backups of another database than this server's" in proc.stdout
     assert "run installer.py restore --latest" in proc.stdout
@@ -544,6 +546,6 @@ def test_a_lost_database_host_comes_back_from_the_off_host_repository(host, oper
     assert any(BACKED_UP_KEY.encode() in host.file(f"{restored_snapshots}/{name}").content
                for name in host.file(restored_snapshots).listdir()), "no Redis snapshot from before the loss"
 
-    proc, summary = installer(operator_inventory, "--tags", "postgresql,redis,backup")
+    proc, summary = installer(operator_inventory, "--tags", ROLES_RUN)
     assert proc.returncode == 0, "the install after the restore failed (output above)"
     assert summary["totals"]["changed"] == 0, summary["totals"]
