@@ -246,8 +246,8 @@ def check_variables(
                     errors[f"{shown}: {problem}"] = f"{source(key)}: {shown}: {problem} (role {role})"
                     failed.add(key)
 
-    for problem in group_problems(loaded.groups()):
-        errors[problem] = f"{inventory.display_path(inventory.hosts_file)}: {problem}"
+    errors |= {problem: f"{inventory.display_path(inventory.hosts_file)}: {problem}"
+               for problem in group_problems(loaded.groups())}
 
     user_keys = set(extra_var_names)
     for file, data in documents.items():

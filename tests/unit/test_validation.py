@@ -172,9 +172,8 @@ def test_malformed_inventories_stop_with_exit_4_before_any_host(capsys, write_in
 ], ids=["two backup hosts", "the database host"])
 @pytest.mark.parametrize("command", ["validate", "install"])
 def test_a_backup_group_the_roles_cannot_serve_stops_with_exit_4(capsys, write_inventory, command, backup, expected):
-    hosts = HOSTS.replace("    ollama: {hosts: {}}\n", f"    ollama: {{hosts: {{}}}}\n    backup: {{hosts: {backup}}}\n")
-    hosts = hosts.replace("  children:\n", "    node-3: {ansible_connection: community.docker.docker}\n  children:\n")
-    folder = write_inventory(hosts)
+    hosts = HOSTS.replace("  children:\n", "    node-3: {ansible_connection: community.docker.docker}\n  children:\n")
+    folder = write_inventory(hosts + f"    backup: {{hosts: {backup}}}\n")
     code, errors, _ = run(capsys, command, "--inventory", str(folder))
     assert code == 4
     assert len(errors) == 1 and errors[0].startswith(f"error: {folder / 'hosts.yml'}: {expected}"), errors
