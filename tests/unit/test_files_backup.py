@@ -52,6 +52,22 @@ def test_a_repository_host_is_reached_with_the_roles_ssh_command(settings, monke
     assert not {",", '"'} & set(command)
 
 
+def test_settings_are_read_as_sh_quotes_them(monkeypatch, tmp_path):
+    """The role writes each value as sh quotes it (systemd reads the file too): a command with
+    spaces is one value, a plain one stays as it is."""
+    for name in ("RESTIC_REPOSITORY", "BACKUP_SFTP_COMMAND", "BACKUP_HOST", "BACKUP_CA_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    settings_file = tmp_path / "restic.env"
+    settings_file.write_text("# Ansible managed\nRESTIC_REPOSITORY=sftp:pf-db-1@backup-1:/repository\n"
+                             "BACKUP_SFTP_COMMAND='ssh -i /key pf-db-1@backup-1 -s sftp'\nBACKUP_HOST=db-1\n"
+                             "BACKUP_CA_FILE=''\n")
+    monkeypatch.setattr(files_backup, "SETTINGS", settings_file)
+    files_backup.load_settings()
+    assert files_backup.os.environ["BACKUP_SFTP_COMMAND"] == "ssh -i /key pf-db-1@backup-1 -s sftp"
+    assert files_backup.os.environ["RESTIC_REPOSITORY"] == "sftp:pf-db-1@backup-1:/repository"
+    assert files_backup.os.environ["BACKUP_CA_FILE"] == ""
+
+
 def test_a_repository_is_created_only_where_there_is_none(settings, monkeypatch):
     calls = answers(monkeypatch, {"cat": (0, "{}", ""), "init": (0, "", "")})
     assert files_backup.ensure_repository() == "exists"

@@ -163,7 +163,7 @@ def test_the_repository_host_holds_the_backups_encrypted(host):
     repo1 = next(repo for repo in info(host)["repo"] if repo["key"] == 1)
     assert repo1["status"]["code"] == 0, repo1
     assert backups(host, "full", 1)
-    assert not host.file("/var/lib/pgbackrest").exists
+    assert not any(host.file(f"/var/lib/pgbackrest/{kind}").exists for kind in ("archive", "backup"))
     stanzas = json.loads(REPOSITORY_HOST.check_output("runuser -u pgbackrest -- pgbackrest --output=json info"))
     assert [(stanza["name"], stanza["status"]["code"]) for stanza in stanzas] == [("platform", 0)], stanzas
     assert stanzas[0]["repo"][0]["cipher"] == "aes-256-cbc"
@@ -282,7 +282,8 @@ def test_installer_backup_covers_postgresql_redis_and_the_files(host, operator_i
     assert (f"files backed up as snapshot {report['snapshot']} "
             f"in sftp:{FILES_USER}@{REPOSITORY_HOST_NAME}:/repository") in printed
     assert summary["files"][REPOSITORY_HOST_NAME]["snapshot"] in printed
-    assert "in s3:https://s3.pitr.test:9000/files/pitr-backup" in printed
+    bucket = SCENARIO["group_vars"]["all"]["postgresql_pgbackrest_s3_bucket"]
+    assert f"in s3:https://s3.pitr.test:9000/{bucket}/files/{REPOSITORY_HOST_NAME}:" in printed
     for secret in SECRETS.values():
         assert secret not in proc.stdout + proc.stderr
 
