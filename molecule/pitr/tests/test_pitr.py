@@ -74,10 +74,7 @@ def operator_inventory() -> Path:
     settings = {k: v for k, v in SCENARIO["group_vars"]["all"].items()
                 if k not in ("platform_secrets", "pitr_s3_credentials")}
     settings |= {"postgresql_pgbackrest_s3_key": S3_CREDENTIALS["key"],
-                 "postgresql_pgbackrest_s3_key_secret": S3_CREDENTIALS["secret"],
-                 # Debian's certificate, as the scenario's converge (no platform CA) leaves it: the
-                 # check-mode pass after the tests compares the installer's host with the converge.
-                 "postgresql_tls_ca": ""}
+                 "postgresql_pgbackrest_s3_key_secret": S3_CREDENTIALS["secret"]}
     (folder / "group_vars" / "all" / "main.yml").write_text(yaml.safe_dump(settings))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PLATFORMCTL_SECRETS_DIR", str(SECRETS_DIR))
