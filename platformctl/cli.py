@@ -380,8 +380,9 @@ def local_backup_warnings(session: Session) -> list[str]:
                  "backup_s3_enabled", session.loaded.host_vars(host).get("postgresql_pgbackrest_s3_enabled")))]
     if local:
         folder = _setting(session, local[0], "backup", "backup_local_repository")
-        warnings.append(f"Warning: {', '.join(local)} keep the backups of their files (configuration, Redis "
-                        f"snapshots, app volumes) on themselves ({folder}): losing a host loses them. Add a "
+        keep, selves = ("keeps", "itself") if len(local) == 1 else ("keep", "themselves")
+        warnings.append(f"Warning: {', '.join(local)} {keep} the backups of their files (configuration, Redis "
+                        f"snapshots, app volumes) on {selves} ({folder}): losing a host loses them. Add a "
                         "backup repository host (group backup) or an S3 store (backup_s3_enabled and its "
                         "settings, or PostgreSQL's off-site repository).")
     return warnings

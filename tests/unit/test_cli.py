@@ -433,8 +433,8 @@ def test_the_summary_warns_of_backups_kept_only_on_the_host_they_protect(tmp_pat
     session.roles["backup-1"] = {"common", "backup", "backup_repository"}
     warnings = [step for step in cli.next_steps(session) if step.startswith("Warning:")]
     assert warnings == [
-        "Warning: backup-1 keep the backups of their files (configuration, Redis snapshots, app volumes) on "
-        "themselves (/var/lib/platform-backup/repository): losing a host loses them. Add a backup repository "
+        "Warning: backup-1 keeps the backups of their files (configuration, Redis snapshots, app volumes) on "
+        "itself (/var/lib/platform-backup/repository): losing a host loses them. Add a backup repository "
         "host (group backup) or an S3 store (backup_s3_enabled and its settings, or PostgreSQL's off-site "
         "repository).",
     ]
