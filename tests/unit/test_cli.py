@@ -167,17 +167,20 @@ def test_install_then_reinstall_then_check(capsys, sample_project, write_invento
 
 def test_tags_run_only_a_role_and_skip_tags_leave_it_out(capsys, sample_project, write_inventory, tmp_path):
     """installer.py --tags and --skip-tags reach the playbook: the role tagged `sample` runs
-    alone, then is left out, so the hand edit it would repair stays."""
+    alone (the untagged play beside it does not), then is left out (the untagged play runs,
+    and the hand edit the role would repair stays)."""
     work = tmp_path / "work"
     work.mkdir()
-    folder = write_inventory(LOCAL_HOSTS, main=f"sample_dir: {work}\n")
+    folder = write_inventory(LOCAL_HOSTS, main=f"sample_dir: {work}\nsample_untagged_dir: {work}\n")
     code, out, _ = run_cli(capsys, "--inventory", str(folder), "--tags", "sample")
     assert code == 0, out
     assert (work / "web-1.conf").read_text() == "managed by the sample role\n"
+    assert not (work / "web-1.untagged").exists()
     (work / "web-1.conf").write_text("edited by hand\n")
     code, out, _ = run_cli(capsys, "--inventory", str(folder), "--skip-tags", "sample")
     assert code == 0, out
     assert (work / "web-1.conf").read_text() == "edited by hand\n"
+    assert (work / "web-1.untagged").read_text() == "written by an untagged task\n"
     code, out, _ = run_cli(capsys, "--inventory", str(folder))
     assert code == 0, out
     assert (work / "web-1.conf").read_text() == "managed by the sample role\n"
