@@ -57,6 +57,19 @@ def test_the_same_command_again_changes_nothing_and_verifies():
     assert report["totals"]["changed"] == 0, [(h, s["changed"]) for h, s in report["hosts"].items()]
 
 
+def test_check_after_the_rerun_finds_no_drift():
+    """The README's drift check, as the admin user: every role run in check mode, nothing to
+    change (exit 0, not 2), on the machine the same command just left as it was."""
+    reruns()
+    home = NEWCOMERS[INSTALLED][1]
+    proc = as_newcomer(INSTALLED, "python3", "installer.py", "check", "--inventory", "local", "--json",
+                       f"{home}/check.json", timeout=3600)
+    print(proc.stdout[-6000:], proc.stderr[-3000:])
+    report = json.loads(as_newcomer(INSTALLED, "cat", f"{home}/check.json").stdout or "{}")
+    assert proc.returncode == 0, f"check on {INSTALLED} exited {proc.returncode}"
+    assert report["exit_code"] == 0 and report["drift"] == [], report.get("drift")
+
+
 def test_the_admin_users_repository_stays_theirs():
     reruns()
     foreign = as_newcomer("newcomer-debian13", "find", ".", "!", "-user", "admin", "-print")
