@@ -76,15 +76,6 @@ def test_app_container_reaches_postgresql_and_redis_across_hosts():
         assert connects_from(APP, parts.hostname, parts.port, inner="api-1"), url
 
 
-def test_app_credentials_work_from_the_app_host():
-    env = app_environment()
-    # psql and redis-cli with the URLs and credentials the app container got.
-    psql = run_in(APP, "psql", env["DATABASE_URL"], "-tAc", "select current_user")
-    assert (psql.returncode, psql.stdout.strip()) == (0, "platform"), psql.stderr
-    cli = redis_cli_from_app(env["REDIS_URL"], "--tls", "--cacert", CA_FILE)
-    assert cli.stdout.strip() == "PONG", cli.stdout + cli.stderr
-
-
 def redis_cli_from_app(url: str, *options: str, port: int | None = None) -> subprocess.CompletedProcess:
     """redis-cli PING on the app host with the URL's user and password (the password in the
     environment, as the app passes it), to the URL's host and `port` (default the URL's)."""
