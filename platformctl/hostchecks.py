@@ -20,8 +20,8 @@ NVIDIA_PCI_VENDOR = "0x10de"
 CONTAINER_TYPES = ("docker", "container", "podman", "lxc", "openvz", "systemd-nspawn")
 DATA_PATH = "/var/lib"
 # An HTTP answer that means the source is not there: the URL is wrong or the server is broken.
-# 401 and 403 are not in it: GitHub's release downloads (Ollama's archive) redirect to a URL
-# signed for GET, whose answer to preflight's HEAD is 403 while the role's GET works.
+# 401 and 403 are not in it: preflight's HEAD carries no credentials, and a mirror behind a
+# login (apt's auth.conf.d, which apt itself sends) answers it so while the install works.
 MISSING_STATUSES = (404, 410)
 
 

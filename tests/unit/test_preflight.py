@@ -134,8 +134,8 @@ def test_an_http_error_from_a_download_source_names_the_setting_that_replaces_it
     assert "ollama_archive_src (role ollama)" in problem[0].fix
     assert [p.found.split(" answers ")[1] for p in download_problems(404) + download_problems(410)] == [
         "HTTP 404", "HTTP 410"]
-    # A redirect, a HEAD the server does not take, and a 403: GitHub's release downloads answer
-    # HEAD with 403 (their redirect is signed for GET), and the role's GET works.
+    # A redirect, a HEAD the server does not take, and a 403: the HEAD carries no credentials,
+    # and a mirror behind a login (apt's auth.conf.d) refuses it while apt's own GET works.
     assert not download_problems(302) and not download_problems(405) and not download_problems(403)
 
 
