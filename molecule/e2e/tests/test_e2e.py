@@ -244,6 +244,21 @@ def test_a_host_whose_key_is_not_the_known_one_is_not_touched(tmp_path):
     assert "REMOTE HOST IDENTIFICATION HAS CHANGED" in proc.stdout + proc.stderr
 
 
+def test_preflight_stops_on_a_download_source_that_answers_an_http_error(host):
+    """The Ollama release taken from a path the host's Prometheus does not serve (it answers
+    HEAD with 404: checked first) instead of the local archive: the real preflight stops with
+    exit 3 before anything changes, naming the answer and the setting that replaces it."""
+    missing = "http://127.0.0.1:9090/releases/ollama-linux-amd64.tgz"
+    answer = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' --head --max-time 10 {missing}")
+    assert answer.stdout == "404", answer.stdout + answer.stderr
+    proc = installer("preflight", "--json", str(EPHEMERAL / "preflight-404.json"),
+                     "-e", json.dumps({"ollama_archive_src": "", "ollama_archive_url": missing}))
+    assert proc.returncode == 3
+    [download] = [p for p in summary("preflight-404.json")["problems"] if p["check"] == "download source"]
+    assert download["found"] == f"the Ollama release archive: {missing} answers HTTP 404"
+    assert "ollama_archive_src" in download["fix"]
+
+
 @pytest.fixture
 def drifted_host(host):
     """Drift made by hand in five services of the test host."""
