@@ -219,10 +219,16 @@ def test_s3_store_refuses_a_wrong_key(host):
     assert wrong_secret.rc != 0 and "SignatureDoesNotMatch" in wrong_secret.stderr, wrong_secret.stderr
     unknown_key = read_s3_object("AKIAUNKNOWNKEY000000", S3_CREDENTIALS["secret"])
     assert unknown_key.rc != 0 and "InvalidAccessKeyId" in unknown_key.stderr, unknown_key.stderr
-    repo = host.run("PGBACKREST_REPO2_S3_KEY_SECRET=wrong runuser -u postgres -- "
-                    "pgbackrest --stanza=platform --repo=2 info --output=json")
-    status = json.loads(repo.stdout)[0]["repo"][0]["status"] if repo.rc == 0 else {"code": repo.rc}
-    assert status["code"] != 0, repo.stdout + repo.stderr
+
+    def repo2_status(environment: str) -> dict:
+        repo = host.run(f"{environment} runuser -u postgres -- pgbackrest --stanza=platform --repo=2 info "
+                        "--output=json")
+        assert repo.rc == 0, repo.stdout + repo.stderr
+        return json.loads(repo.stdout)[0]["repo"][0]["status"]
+
+    assert repo2_status("")["code"] == 0
+    refused = repo2_status("PGBACKREST_REPO2_S3_KEY_SECRET=wrong")
+    assert refused["code"] != 0 and "SignatureDoesNotMatch" in refused["message"], refused
 
 
 def files_snapshots(host) -> list[dict]:
