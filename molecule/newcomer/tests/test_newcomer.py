@@ -1,7 +1,8 @@
 """After the README's first command (converge.yml): on Debian 13, as the admin user, the same
 command again changes nothing and passes its verify, the repository stays theirs (a run under
 sudo's become left no root-owned file they cannot replace), nginx answers over TLS with the
-certificate the install made and the demo app works; on Debian 12, root's run installed
+certificate the install made, the demo app works, `check` finds no drift and monitoring
+scrapes every target and keeps alerts in Alertmanager; on Debian 12, root's run installed
 python3-venv itself and built the installer's venv. Commands run inside the test hosts
 (docker exec) as the newcomer: root on Debian 12, the admin user on Debian 13."""
 
@@ -114,3 +115,33 @@ def test_the_app_works_on_debian_13():
     assert work["DATABASE_URL"]["ok"] and work["DATABASE_URL"]["user"] == "platform", work
     assert work["REDIS_URL"]["ok"] and work["REDIS_URL"]["user"] == "platform", work
     assert work["OLLAMA_BASE_URL"]["ok"], work
+
+
+# Prometheus and Alertmanager, asked on the machine (Python's client: the host has no curl).
+MONITORING_PROBE = """
+import json, time, urllib.request
+def get(url):
+    return json.load(urllib.request.urlopen(url, timeout=10))
+targets = get("http://127.0.0.1:9090/api/v1/targets")["data"]["activeTargets"]
+name = "NewcomerProbe%d" % time.time_ns()
+alert = json.dumps([{"labels": {"alertname": name, "severity": "warning"}}]).encode()
+urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:9093/api/v2/alerts", data=alert,
+                       headers={"Content-Type": "application/json"}), timeout=10)
+held = [a["labels"]["alertname"] for a in get("http://127.0.0.1:9093/api/v2/alerts")]
+print(json.dumps({"down": [t["scrapePool"] for t in targets if t["health"] != "up"], "targets": len(targets),
+                  "held": name in held, "config": get("http://127.0.0.1:9093/api/v2/status")["config"]["original"]}))
+"""
+
+
+def test_monitoring_on_debian_13_scrapes_every_target_and_keeps_alerts_in_alertmanager():
+    """Monitoring on the Debian 13 machine: every scrape target up, and with the default
+    receiver (none) an alert is held in Alertmanager and sent nowhere (no receiver has a
+    webhook or mail configuration)."""
+    probe = subprocess.run(["docker", "exec", INSTALLED, "python3", "-c", MONITORING_PROBE],
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert probe.returncode == 0, probe.stderr
+    found = json.loads(probe.stdout)
+    assert found["targets"] > 0 and found["down"] == [], found
+    assert found["held"], found
+    assert "webhook_configs" not in found["config"] and "email_configs" not in found["config"], found["config"]
+
