@@ -59,5 +59,5 @@ def test_deb822_sources_give_every_uri_and_suite_and_a_flat_repository_beside_it
 
 
 def test_both_kinds_in_one_read_as_preflight_concatenates_them():
-    urls = apt_sources.apt_release_urls(ONE_LINE + "\n" + DEB822)
+    urls = apt_sources.apt_release_urls(ONE_LINE + DEB822)
     assert len(urls) == len(set(urls)) == 8

@@ -211,7 +211,7 @@ def test_a_failed_release_returns_to_the_one_before_by_itself(host):
 
 
 # The drift test below runs check through the whole stack in CI; this one adds its exit 0.
-@slow(6, "one more whole-stack check run")
+@slow(6, "one more whole-stack check run; CI's clean check is newcomer's, on Debian 13")
 def test_check_on_a_clean_install_exits_0():
     proc = installer("check", "--json", str(EPHEMERAL / "check.json"))
     assert proc.returncode == 0

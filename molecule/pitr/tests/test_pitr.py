@@ -210,6 +210,14 @@ def read_s3_object(key: str, secret: str):
     return S3_STORE.run("/opt/s3-standin/venv/bin/python -c %s", read_object)
 
 
+def repo2_status(host, environment: str = "") -> dict:
+    """The S3 repository's status as pgBackRest's info reports it (it exits 0 either way),
+    run as postgres with `environment` (VAR=value) before it."""
+    repo = host.run(f"{environment} runuser -u postgres -- pgbackrest --stanza=platform --repo=2 info --output=json")
+    assert repo.rc == 0, repo.stdout + repo.stderr
+    return json.loads(repo.stdout)[0]["repo"][0]["status"]
+
+
 def test_s3_store_refuses_a_wrong_key(host):
     """The stand-in checks keys and signatures as real S3 does: the right key reads (positive
     control), a wrong secret or an unknown key is refused, and so is pgBackRest with a wrong
@@ -219,15 +227,8 @@ def test_s3_store_refuses_a_wrong_key(host):
     assert wrong_secret.rc != 0 and "SignatureDoesNotMatch" in wrong_secret.stderr, wrong_secret.stderr
     unknown_key = read_s3_object("AKIAUNKNOWNKEY000000", S3_CREDENTIALS["secret"])
     assert unknown_key.rc != 0 and "InvalidAccessKeyId" in unknown_key.stderr, unknown_key.stderr
-
-    def repo2_status(environment: str) -> dict:
-        repo = host.run(f"{environment} runuser -u postgres -- pgbackrest --stanza=platform --repo=2 info "
-                        "--output=json")
-        assert repo.rc == 0, repo.stdout + repo.stderr
-        return json.loads(repo.stdout)[0]["repo"][0]["status"]
-
-    assert repo2_status("")["code"] == 0
-    refused = repo2_status("PGBACKREST_REPO2_S3_KEY_SECRET=wrong")
+    assert repo2_status(host)["code"] == 0
+    refused = repo2_status(host, "PGBACKREST_REPO2_S3_KEY_SECRET=wrong")
     assert refused["code"] != 0 and "SignatureDoesNotMatch" in refused["message"], refused
 
 
