@@ -31,6 +31,14 @@ def rerun(host: str) -> tuple[subprocess.CompletedProcess, dict]:
     return proc, json.loads(report.stdout) if report.returncode == 0 else {}
 
 
+def run_on_installed(program: str, timeout: int) -> str:
+    """A Python program run as root on the installed machine; what it printed."""
+    probe = subprocess.run(["docker", "exec", INSTALLED, "python3", "-c", program],
+                           capture_output=True, text=True, timeout=timeout, check=False)
+    assert probe.returncode == 0, probe.stderr
+    return probe.stdout
+
+
 @cache
 def reruns() -> tuple[subprocess.CompletedProcess, dict]:
     return rerun(INSTALLED)
@@ -91,11 +99,9 @@ except urllib.error.HTTPError as answer:
 
 
 def test_nginx_answers_over_tls_with_the_installed_certificate():
-    probe = subprocess.run(["docker", "exec", INSTALLED, "python3", "-c", TLS_PROBE],
-                           capture_output=True, text=True, timeout=60, check=False)
-    assert probe.returncode == 0, probe.stderr
+    output = run_on_installed(TLS_PROBE, timeout=60)
     # Verified, and nginx itself answered: no route holds that path.
-    assert probe.stdout.strip() == "404", probe.stdout
+    assert output.strip() == "404", output
 
 
 WORK_PROBE = """
@@ -108,10 +114,8 @@ print(urllib.request.urlopen("https://localhost/api/work", context=context, time
 def test_the_app_works_on_debian_13():
     """The demo app the Debian 13 machine's inventory adds, through nginx: its own clients
     (psycopg2, redis-py, Ollama's API) do what an app does with the URLs it was given."""
-    probe = subprocess.run(["docker", "exec", INSTALLED, "python3", "-c", WORK_PROBE],
-                           capture_output=True, text=True, timeout=120, check=False)
-    assert probe.returncode == 0, probe.stderr
-    work = json.loads(probe.stdout)
+    output = run_on_installed(WORK_PROBE, timeout=120)
+    work = json.loads(output)
     assert work["DATABASE_URL"]["ok"] and work["DATABASE_URL"]["user"] == "platform", work
     assert work["REDIS_URL"]["ok"] and work["REDIS_URL"]["user"] == "platform", work
     assert work["OLLAMA_BASE_URL"]["ok"], work
@@ -147,10 +151,8 @@ def test_monitoring_on_debian_13_scrapes_every_target_and_keeps_alerts_in_alertm
     """Monitoring on the Debian 13 machine: each component's scrape job, every target up, and
     with the default receiver (none) an alert is held in Alertmanager and sent nowhere (no
     receiver has a webhook or mail configuration)."""
-    probe = subprocess.run(["docker", "exec", INSTALLED, "python3", "-c", MONITORING_PROBE],
-                           capture_output=True, text=True, timeout=180, check=False)
-    assert probe.returncode == 0, probe.stderr
-    found = json.loads(probe.stdout)
+    output = run_on_installed(MONITORING_PROBE, timeout=180)
+    found = json.loads(output)
     assert found["jobs"] == SCRAPE_JOBS and found["down"] == [], found
     assert found["held"], found
     assert "webhook_configs" not in found["config"] and "email_configs" not in found["config"], found["config"]
