@@ -65,6 +65,8 @@ def progress(line: str) -> None:
 
 # Molecule's line as each step of a sequence ends: "INFO     [edge > converge] Executed: Successful".
 STEP_ENDED = re.compile(r"^INFO\s+\[(?P<step>[^\]]+)\] Executed: (?P<outcome>.+)$")
+# A failed test's explanation in the verifier's (pytest's) report.
+EXPLANATION = re.compile(r"^E {3}.*$", re.MULTILINE)
 
 
 def minutes_since(started: float) -> str:
@@ -113,7 +115,9 @@ def test_scenario(scenario: str) -> None:
     molecule("destroy", "-s", scenario)
     try:
         sequence = molecule("test", "-s", scenario, "--destroy", "never")
-        assert sequence.returncode == 0, f"molecule test -s {scenario} failed (output above)"
+        # CI keeps only the end of the output: the verifier's explanations go in the message.
+        explained = "\n".join(EXPLANATION.findall(sequence.stdout)[:40])
+        assert sequence.returncode == 0, f"molecule test -s {scenario} failed (output above)\n{explained}"
         if not role_scenario(scenario):
             return
 
