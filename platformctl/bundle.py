@@ -91,13 +91,25 @@ class Keyring:
         return re.search(rb"^\[GNUPG:\] KEY_CREATED \S+ ([0-9A-F]{40})", made.stdout, re.MULTILINE)[1].decode()
 
     def export(self, fingerprint: str) -> bytes:
-        return self.gpg("--armor", "--export", fingerprint).stdout
+        """The key's public half, armored."""
+        return self._output(f"gpg could not export the key {fingerprint}", "--armor", "--export", fingerprint)
 
     def sign(self, fingerprint: str, data: bytes) -> bytes:
-        signed = self.gpg("--armor", "--detach-sign", "--local-user", fingerprint, data=data)
-        if signed.returncode != 0:
-            raise InstallerError(f"gpg could not sign the manifest: {signed.stderr.decode(errors='replace').strip()}")
-        return signed.stdout
+        """A detached, armored signature of `data`."""
+        return self._output("gpg could not sign", "--armor", "--detach-sign", "--local-user", fingerprint, data=data)
+
+    def clearsign(self, fingerprint: str, data: bytes) -> bytes:
+        """`data` with its signature around it, as apt reads an InRelease file."""
+        return self._output("gpg could not sign", "--clearsign", "--local-user", fingerprint, data=data)
+
+    def _output(self, failure: str, *args: str, data: bytes | None = None) -> bytes:
+        # Into a file: standard output carries gpg's status lines.
+        with tempfile.TemporaryDirectory(dir=self.home) as work:
+            output = Path(work, "output")
+            done = self.gpg("--output", str(output), *args, data=data)
+            if done.returncode != 0 or not output.is_file():
+                raise InstallerError(f"{failure}: {done.stderr.decode(errors='replace').strip()}")
+            return output.read_bytes()
 
     def import_key(self, armored: bytes) -> list[str]:
         imported = self.gpg("--import", "--import-options", "import-minimal", data=armored)

@@ -23,7 +23,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from platformctl import bundle, hostchecks, manifests, paths, report, runner, validation
+from platformctl import bundle, bundle_build, bundle_plan, hostchecks, manifests, paths, report, runner, validation
 from platformctl import inventory as inventories
 from platformctl.errors import BadInput, ExitCode, InstallerError, PreflightFailed
 from platformctl.events import OUTSIDE_ROLES, RunState
@@ -42,7 +42,8 @@ COMMANDS = {
     "restore": "point-in-time restore: --target-time 'YYYY-MM-DD HH:MM:SS+00' or --latest; --drill: a restore drill",
     "rollback": "rollback APP: the app's replicas go back to the image they replaced",
     "secrets": "create missing secrets; --rotate NAME replaces one; --set NAME stores a value you were given",
-    "bundle": "bundle verify FILE: check an offline bundle's signature and every file's sha256 (no inventory)",
+    "bundle": "an offline bundle of everything the inventory's install needs (--output FILE); "
+              "bundle verify FILE: check one's signature and every file's sha256 (no inventory)",
 }
 TARGET_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d+)?[+-]\d{2}(:?\d{2})?$")
 
@@ -86,27 +87,39 @@ def build_parser() -> Parser:
                         help="secrets: store this secret's value, read from the terminal or standard input")
     parser.add_argument("--fingerprint", metavar="FPR",
                         help="bundle verify: the bundle key's fingerprint, as the build printed it")
+    parser.add_argument("--output", type=Path, metavar="FILE", help="bundle: the archive to write (a new file)")
+    parser.add_argument("--release", action="append", default=[], metavar="N",
+                        help="bundle: a Debian major version the hosts run (repeatable; default: every supported one)")
+    parser.add_argument("--build-image", action="append", default=[], metavar="N=IMAGE",
+                        help="bundle: the clean image of Debian N its packages are resolved in "
+                        "(default debian:CODENAME-slim)")
     return parser
 
 
 def parse_operands(args: argparse.Namespace) -> None:
     """The positional words after the command: rollback's app, bundle's action and file."""
     operands, args.app, args.bundle_file = args.operands, None, None
-    if args.command == "bundle":
+    if args.command == "bundle" and operands:
         if len(operands) != 2 or operands[0] != "verify":
-            raise BadInput("command line: `installer.py bundle verify FILE [--fingerprint FPR]` checks a bundle; "
-                           "building one is not available in this version")
+            raise BadInput("command line: `installer.py bundle --inventory ENV --output FILE` builds a bundle, "
+                           "`installer.py bundle verify FILE [--fingerprint FPR]` checks one")
         args.bundle_file = Path(operands[1])
     elif args.command == "rollback" and len(operands) == 1:
         args.app = operands[0]
     elif args.command == "rollback" or operands:
         raise BadInput("command line: rollback takes the name of one app (`installer.py rollback APP --inventory ENV`)"
                        if args.command == "rollback" else f"command line: {operands[0]}: only rollback takes an app")
-    if args.command != "bundle" and not args.inventory:
+    if args.bundle_file is None and not args.inventory:
         raise BadInput("command line: the following arguments are required: -i/--inventory "
                        "(an environment in inventories/ or the path of an inventory folder)")
-    if args.fingerprint and args.command != "bundle":
+    if args.fingerprint and args.bundle_file is None:
         raise BadInput("command line: --fingerprint goes with bundle verify")
+    building = args.command == "bundle" and args.bundle_file is None
+    for option, value in (("--output", args.output), ("--release", args.release), ("--build-image", args.build_image)):
+        if value and not building:
+            raise BadInput(f"command line: {option} goes with bundle (the build)")
+    if building and not args.output:
+        raise BadInput("command line: bundle needs --output FILE, the archive to write")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -197,7 +210,7 @@ def open_session(args: argparse.Namespace, console: Console) -> Session:
         raise BadInput(f"--limit {args.limit}: matches no host of {inventory.display_path(inventory.hosts_file)}")
     session = Session(args=args, console=console, inventory=inventory, loaded=loaded, documents=documents,
                       roles=roles, store=store)
-    if args.command != "secrets":
+    if args.command not in ("secrets", "bundle"):  # a bundle holds no secret
         session.check_given_secrets()
     return session
 
@@ -600,8 +613,41 @@ def cmd_bundle_verify(args: argparse.Namespace, console: Console) -> int:
     return ExitCode.OK
 
 
+def cmd_bundle(session: Session) -> int:
+    args, console = session.args, session.console
+    releases = list(dict.fromkeys(args.release)) or bundle_plan.supported_releases()
+    build_images = {}
+    for given in args.build_image:
+        release, _, image = given.partition("=")
+        if release not in releases or not image:
+            raise BadInput(f"--build-image {given}: expected N=IMAGE with N one of the bundle's releases "
+                           f"({', '.join(releases)})")
+        build_images[release] = image
+    plan = bundle_plan.make(session.loaded, releases)
+    count = {release: sum(len(names) for names in by_repository.values())
+             for release, by_repository in plan.packages.items()}
+    console.print(f"bundle: {session.inventory.path.name}: packages of Debian "
+                  + ", ".join(f"{release} ({n})" for release, n in count.items())
+                  + f"; {len(plan.images) + len(plan.image_archives)} app images"
+                  + (f"; Ollama and {len(plan.ollama_models)} models" if plan.ollama_archive else ""), highlight=False)
+    fingerprint, components = bundle_build.build(plan, args.output, releases, build_images,
+                                                 lambda line: console.print(f"bundle: {line}", highlight=False))
+    console.print(report.bundle_table(components))
+    console.print(f"Bundle: {args.output} ({args.output.stat().st_size / 1e6:.1f} MB)", highlight=False)
+    console.print(f"Bundle key fingerprint: {fingerprint}", highlight=False)
+    console.print("Carry the fingerprint apart from the bundle (it is how the site knows the bundle is yours): "
+                  f"`python3 installer.py bundle verify {args.output} --fingerprint {fingerprint}` checks it there.",
+                  highlight=False, markup=False)
+    if args.json:
+        report.write_json(args.json, {"command": "bundle", "output": str(args.output), "fingerprint": fingerprint,
+                                      "components": [{"name": c.name, "files": len(c.files), "bytes": c.bytes,
+                                                      "seconds": round(c.seconds, 1)} for c in components]})
+    return ExitCode.OK
+
+
 HANDLERS = {"install": cmd_install, "preflight": cmd_preflight, "check": cmd_check, "verify": cmd_verify,
-            "backup": cmd_backup, "restore": cmd_restore, "secrets": cmd_secrets, "rollback": cmd_rollback}
+            "backup": cmd_backup, "restore": cmd_restore, "secrets": cmd_secrets, "rollback": cmd_rollback,
+            "bundle": cmd_bundle}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -611,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parse(sys.argv[1:] if argv is None else argv)
         if args.command == "install" and args.check:
             args.command = "check"
-        if args.command == "bundle":  # a file, no inventory, no host
+        if args.bundle_file is not None:  # a file, no inventory, no host
             return int(cmd_bundle_verify(args, console))
         session = open_session(args, console)
         if args.command == "validate":  # touches no host and writes nothing: no lock to take

@@ -133,6 +133,18 @@ class Download:
 
 
 @dataclass(frozen=True)
+class Packages:
+    """Packages a role installs with apt: `names` renders to their list with the host's
+    settings and its release's role vars, `when` (a condition) says whether the role installs
+    them there, and `repository` renders to the apt repository they come from (`debian`, the
+    release's own archive, or the name of the one the role adds)."""
+
+    names: str
+    when: str = ""
+    repository: str = "debian"
+
+
+@dataclass(frozen=True)
 class Manifest:
     role: str
     description: str
@@ -146,6 +158,7 @@ class Manifest:
     ports: tuple[Port, ...] = ()
     minimums: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = ()
     downloads: tuple[Download, ...] = ()
+    packages: tuple[Packages, ...] = ()
 
     def applies(self, host_groups: Iterable[str], groups: Mapping[str, list[str]]) -> bool:
         """Whether a host in `host_groups` gets this role, in an inventory of `groups`."""
@@ -177,7 +190,7 @@ Schema = dict[str, tuple[type | tuple[type, ...], bool]]
 MANIFEST_KEYS: Schema = {
     "description": (str, True), "groups": (list, True), "order": (int, True), "actions": (list, False),
     "only_with": (list, False), "needs_hosts_in": (str, False), "tags": (list, False), "secrets": (list, False),
-    "ports": (list, False), "minimums": (dict, False), "downloads": (list, False),
+    "ports": (list, False), "minimums": (dict, False), "downloads": (list, False), "packages": (list, False),
 }
 SECRET_KEYS: Schema = {"name": (str, True), "format": (str, False), "encrypts": (str, False)}
 PORT_KEYS: Schema = {
@@ -189,6 +202,7 @@ DOWNLOAD_KEYS: Schema = {
     "name": (str, True), "what": (str, True), "url": (str, True), "local_source": (str, True), "when": (str, False),
     "checksum": (str, False), "signing_key_fingerprint": (str, False),
 }
+PACKAGES_KEYS: Schema = {"names": (str, True), "when": (str, False), "repository": (str, False)}
 TYPE_NAMES = {str: "a string", list: "a list", int: "an integer", bool: "a boolean", dict: "a mapping"}
 
 
@@ -246,11 +260,13 @@ def parse(role: str, data: Any, where: str) -> Manifest:
         minimums.append((str(group), tuple(sorted(values.items()))))
     downloads = [Download(**_checked(item, DOWNLOAD_KEYS, f"{where}: downloads[{n}]"))
                  for n, item in enumerate(data.get("downloads") or [])]
+    packages = [Packages(**_checked(item, PACKAGES_KEYS, f"{where}: packages[{n}]"))
+                for n, item in enumerate(data.get("packages") or [])]
     return Manifest(
         role=role, description=data["description"], groups=_strings(data, "groups", where), order=data["order"],
         actions=actions, only_with=_strings(data, "only_with", where), needs_hosts_in=data.get("needs_hosts_in", ""),
         tags=_strings(data, "tags", where), secrets=tuple(secrets), ports=tuple(ports), minimums=tuple(minimums),
-        downloads=tuple(downloads),
+        downloads=tuple(downloads), packages=tuple(packages),
     )
 
 

@@ -127,3 +127,14 @@ def print_end(console: Console, command: str, state: RunState, outcome: RunOutco
     console.print(f"Run log: {outcome.run_dir / 'stdout'}", highlight=False)
     for step in next_steps:
         console.print(step, highlight=False, markup=False)
+
+
+def bundle_table(components: list) -> Table:
+    """A bundle build's components: files, size and time, as the bench reads them too."""
+    table = Table(title="Bundle: per component")
+    for column in ("component", "files", "MB", "seconds"):
+        table.add_column(column, justify="left" if column == "component" else "right")
+    for component in components:
+        table.add_row(component.name, str(len(component.files)), f"{component.bytes / 1e6:.1f}",
+                      f"{component.seconds:.0f}")
+    return table

@@ -155,8 +155,14 @@ def test_installer_bundle_verify_names_each_problem_and_exits_4(capsys, folder, 
 
 
 @pytest.mark.parametrize(("argv", "expected"), [
-    (["bundle", "-i", "local"], "`installer.py bundle verify FILE [--fingerprint FPR]` checks a bundle"),
-    (["bundle", "check", "x.tar"], "`installer.py bundle verify FILE [--fingerprint FPR]` checks a bundle"),
+    (["bundle", "-i", "local"], "bundle needs --output FILE, the archive to write"),
+    (["bundle", "check", "x.tar"], "`installer.py bundle verify FILE [--fingerprint FPR]` checks one"),
+    (["bundle", "--output", "x.tar"], "the following arguments are required: -i/--inventory"),
+    (["bundle", "verify", "x.tar", "--output", "y.tar"], "--output goes with bundle (the build)"),
+    (["install", "-i", "local", "--release", "12"], "--release goes with bundle (the build)"),
+    (["bundle", "-i", "local", "--output", "x.tar", "--release", "12", "--build-image", "13=debian:trixie"],
+     "--build-image 13=debian:trixie: expected N=IMAGE with N one of the bundle's releases (12)"),
+    (["bundle", "-i", "local", "--output", "x.tar", "--release", "11"], "--release 11: expected one of 12, 13"),
     (["check", "-i", "local", "--fingerprint", "AB"], "--fingerprint goes with bundle verify"),
     (["bundle", "verify", "x.tar", "--fingerprint", "AB"], "--fingerprint 'AB': expected the bundle key's 40 hex"),
 ])

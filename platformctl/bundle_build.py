@@ -1,0 +1,258 @@
+"""`installer.py bundle --inventory ENV`: on a machine with internet, everything that inventory's
+install needs, in one signed archive (platformctl/bundle.py describes the archive).
+
+What goes in comes from the bundle's plan (platformctl/bundle_plan.py). The packages of each
+Debian release are resolved against a clean system of that release, a container of its image,
+so that their dependencies are whatever such a host lacks, and published there as a flat apt
+repository signed with the key made for this bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from platformctl import bundle, paths
+from platformctl.bundle_plan import DEBIAN_CODENAMES, DEBIAN_PYTHON, Plan
+from platformctl.errors import BadInput, InstallerError
+
+# The clean system each release's packages are resolved on (--build-image RELEASE=IMAGE).
+DEFAULT_BUILD_IMAGES = {release: f"debian:{codename}-slim" for release, codename in DEBIAN_CODENAMES.items()}
+# The Debian archive's components: the NVIDIA driver is in non-free, its firmware in
+# non-free-firmware.
+COMPONENTS = "main contrib non-free non-free-firmware"
+WHEEL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64")
+PLAN_FILE = "bundle.json"
+APT_DIR = "apt"
+
+# Run in the release's container as root: the packages and every dependency the clean system
+# lacks, downloaded, then indexed as a flat repository (Packages, Release; signed outside).
+RESOLVE = r"""
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+for sources in /etc/apt/sources.list.d/*.sources; do
+  [ -e "$sources" ] && sed -i -E "s/^Components:.*/Components: $COMPONENTS/" "$sources"
+done
+word='[^[:space:]]+[[:space:]]+'
+list=/etc/apt/sources.list
+[ -s $list ] && sed -i -E "s/^(deb[[:space:]]+$word[^[:space:]]+).*/\1 $COMPONENTS/" $list
+apt-get update -qq
+apt-get install -y -qq --download-only -o Dir::Cache::archives=/repository "$@" >/dev/null
+rm -rf /repository/partial /repository/lock
+command -v apt-ftparchive >/dev/null || apt-get install -y -qq --no-install-recommends apt-utils >/dev/null
+cd /repository
+apt-ftparchive packages . > Packages
+gzip -9kn Packages
+apt-ftparchive -o APT::FTPArchive::Release::Origin=platform-bundle -o APT::FTPArchive::Release::Label=platform-bundle \
+  -o APT::FTPArchive::Release::Suite="$CODENAME" -o APT::FTPArchive::Release::Codename="$CODENAME" \
+  release . > /tmp/Release
+mv /tmp/Release Release
+chown -R "$OWNER" /repository
+"""
+
+
+@dataclass
+class Component:
+    name: str
+    seconds: float = 0.0
+    files: list[Path] = field(default_factory=list)
+    bytes: int = 0
+
+
+class Build:
+    """One bundle build in a work folder; each step adds a component and times it."""
+
+    def __init__(self, plan: Plan, work: Path, say: Callable[[str], None], build_images: dict[str, str]) -> None:
+        self.plan, self.work, self.say = plan, work, say
+        self.build_images = {**DEFAULT_BUILD_IMAGES, **build_images}
+        self.components: list[Component] = []
+
+    def step(self, name: str, action: Callable[[Component], None]) -> None:
+        component = Component(name)
+        started = time.monotonic()
+        action(component)
+        component.seconds = time.monotonic() - started
+        component.bytes = sum(f.stat().st_size for f in component.files)
+        self.components.append(component)
+        self.say(f"{name}: {len(component.files)} files, {component.bytes / 1e6:.1f} MB "
+                 f"in {component.seconds:.0f} s")
+
+    # --- the steps ---------------------------------------------------------------------
+
+    def packages(self, release: str, component: Component) -> None:
+        wanted = self.plan.packages[release]
+        foreign = {repository: sorted(names) for repository, names in wanted.items() if repository != "debian"}
+        if foreign:
+            raise BadInput(*(f"packages from the {repository} repository ({', '.join(names)}): bundles carry "
+                             "Debian's own packages only so far; choose the distribution's packages (docker_source "
+                             "docker.io, postgresql_repository distribution, no Grafana) or install those hosts "
+                             "with internet" for repository, names in foreign.items()))
+        names = sorted(wanted.get("debian", {}))
+        codename = DEBIAN_CODENAMES[release]
+        target = self.work / APT_DIR / codename
+        target.mkdir(parents=True)
+        image = self.build_images[release]
+        self.say(f"packages for Debian {release} ({codename}): resolving {len(names)} packages in {image}")
+        environment = {"COMPONENTS": COMPONENTS, "CODENAME": codename, "OWNER": f"{os.getuid()}:{os.getgid()}"}
+        command = ["docker", "run", "--rm", "--entrypoint", "sh", "-v", f"{target}:/repository",
+                   *(arg for key, value in environment.items() for arg in ("-e", f"{key}={value}")),
+                   image, "-c", RESOLVE, "resolve", *names]
+        resolved = subprocess.run(command, capture_output=True, text=True, check=False)
+        if resolved.returncode != 0:
+            raise InstallerError(f"resolving the packages of Debian {release} in {image} failed "
+                                 f"(exit {resolved.returncode}): {resolved.stderr.strip()[-2000:]}")
+        component.files = sorted(p for p in target.iterdir() if p.is_file())
+
+    def sign_repositories(self, key_home: Path, fingerprint: str) -> None:
+        ring = bundle.Keyring(key_home)
+        for release_file in sorted((self.work / APT_DIR).glob("*/Release")):
+            data = release_file.read_bytes()
+            (release_file.parent / "Release.gpg").write_bytes(ring.sign(fingerprint, data))
+            (release_file.parent / "InRelease").write_bytes(ring.clearsign(fingerprint, data))
+
+    def wheels(self, releases: list[str], component: Component) -> None:
+        """requirements.txt's wheels for the Python of each release, where the controller may run."""
+        target = self.work / "wheels"
+        target.mkdir()
+        shutil.copy2(paths.ROOT / "requirements.txt", target / "requirements.txt")
+        for version in sorted({DEBIAN_PYTHON[release] for release in releases}):
+            folder = target / f"python{version}"
+            platforms = [arg for tag in WHEEL_PLATFORMS for arg in ("--platform", tag)]
+            command = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--implementation",
+                       "cp", "--python-version", version, *platforms, "--require-hashes", "--dest", str(folder),
+                       "-r", str(target / "requirements.txt")]
+            fetched = subprocess.run(command, capture_output=True, text=True, check=False)
+            if fetched.returncode != 0:
+                raise InstallerError(f"pip could not download the controller's wheels for Python {version}: "
+                                     f"{fetched.stderr.strip()[-2000:]}")
+        component.files = sorted(p for p in target.rglob("*") if p.is_file())
+
+    def images(self, component: Component) -> None:
+        target = self.work / "images"
+        target.mkdir()
+        for app, archive in sorted(self.plan.image_archives.items()):
+            source = Path(archive).expanduser()
+            if not source.is_file():
+                raise BadInput(f"platform_apps: {app}: image_archive {archive}: no such file on this machine")
+            shutil.copy2(source, target / f"{app}.tar")
+        for app, image in sorted(self.plan.images.items()):
+            if subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False).returncode:
+                self.say(f"images: pulling {image} ({app})")
+                pulled = subprocess.run(["docker", "pull", "--quiet", image], capture_output=True, text=True,
+                                        check=False)
+                if pulled.returncode != 0:
+                    raise InstallerError(f"platform_apps: {app}: docker could not pull {image}: "
+                                         f"{pulled.stderr.strip()}")
+            saved = subprocess.run(["docker", "save", "--output", str(target / f"{app}.tar"), image],
+                                   capture_output=True, text=True, check=False)
+            if saved.returncode != 0:
+                raise InstallerError(f"platform_apps: {app}: docker could not save {image}: {saved.stderr.strip()}")
+        component.files = sorted(target.iterdir())
+
+    def ollama(self, component: Component) -> None:
+        archive = self.plan.ollama_archive
+        target = self.work / "ollama" / archive["name"]
+        target.parent.mkdir()
+        if archive["src"]:
+            source = Path(archive["src"]).expanduser()
+            if not source.is_file():
+                raise BadInput(f"ollama_archive_src {archive['src']}: no such file on this machine")
+            shutil.copy2(source, target)
+        else:
+            self.say(f"ollama: downloading {archive['url']}")
+            try:
+                with urllib.request.urlopen(archive["url"], timeout=60) as answer, target.open("wb") as out:  # noqa: S310 (the role's https URL)
+                    shutil.copyfileobj(answer, out, bundle.CHUNK)
+            except OSError as error:
+                raise InstallerError(f"ollama_archive_url {archive['url']}: {error}") from None
+        if archive["sha256"]:
+            with target.open("rb") as stream:
+                found = bundle.digest(stream).sha256
+            if found != archive["sha256"]:
+                raise InstallerError(f"{archive['name']}: sha256 {found}, not ollama_archive_sha256 "
+                                     f"{archive['sha256']}: the download is not the pinned release")
+        component.files = [target]
+
+    def models(self, component: Component) -> None:
+        """Each listed model's manifest and the blobs it names, from a store in Ollama's layout."""
+        source = Path(self.plan.ollama_models_src).expanduser() if self.plan.ollama_models_src else None
+        if source is None:
+            raise BadInput(f"ollama_models ({', '.join(self.plan.ollama_models)}): a bundle takes models from a "
+                           "folder in Ollama's store layout; set ollama_models_src to the models folder of a "
+                           "machine that pulled them (OLLAMA_MODELS, ~/.ollama/models)")
+        target = self.work / "models"
+        missing = []
+        for model in self.plan.ollama_models:
+            manifest = model_manifest(model)
+            if not (source / manifest).is_file():
+                missing.append(f"{model} (no {source / manifest})")
+                continue
+            try:
+                layers = json.loads((source / manifest).read_text())
+                digests = [layers["config"]["digest"]] if "config" in layers else []
+                digests += [layer["digest"] for layer in layers["layers"]]
+            except (ValueError, KeyError, TypeError) as error:
+                raise BadInput(f"ollama_models_src: {source / manifest}: not an Ollama manifest ({error})") from None
+            for name in (manifest, *(Path("blobs") / digest.replace(":", "-") for digest in digests)):
+                if not (source / name).is_file():
+                    missing.append(f"{model} (no {source / name})")
+                    continue
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source / name, target / name)
+        if missing:
+            raise BadInput(*(f"ollama_models_src {source}: {what}: pull the model there first" for what in missing))
+        component.files = sorted(p for p in target.rglob("*") if p.is_file())
+
+
+def model_manifest(model: str) -> Path:
+    """Where Ollama's store keeps a model's manifest: name[:tag] as `ollama pull` names it."""
+    name, _, tag = model.partition(":")
+    parts = name.split("/")
+    if len(parts) == 1:
+        parts = ["library", *parts]
+    if len(parts) == 2:
+        parts = ["registry.ollama.ai", *parts]
+    return Path("manifests", *parts, tag or "latest")
+
+
+def build(plan: Plan, output: Path, releases: list[str], build_images: dict[str, str],
+          say: Callable[[str], None]) -> tuple[str, list[Component]]:
+    """Builds the bundle at `output`; returns the bundle key's fingerprint and the components."""
+    output = output.resolve()
+    if output.exists():
+        raise BadInput(f"--output {output}: exists; name a new file (bundles are never overwritten)")
+    if not output.parent.is_dir():
+        raise BadInput(f"--output {output}: no folder {output.parent}")
+    with tempfile.TemporaryDirectory(prefix="platformctl-bundle-", dir=output.parent) as work_dir, \
+            bundle.keyring() as ring:
+        work = Path(work_dir) / "bundle"
+        work.mkdir()
+        job = Build(plan, work, say, build_images)
+        fingerprint = ring.generate(f"platform offline bundle {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        for release in releases:
+            job.step(f"packages (Debian {release})", lambda component, release=release: job.packages(release,
+                                                                                                     component))
+        job.sign_repositories(ring.home, fingerprint)
+        job.step("controller wheels", lambda component: job.wheels(releases, component))
+        if plan.images or plan.image_archives:
+            job.step("app images", job.images)
+        if plan.ollama_archive:
+            job.step("ollama release", job.ollama)
+        if plan.ollama_models:
+            job.step("ollama models", job.models)
+        (work / PLAN_FILE).write_text(json.dumps({"releases": releases, "plan": plan.as_dict()}, indent=1,
+                                                 sort_keys=True) + "\n")
+        bundle.sign_folder(work, ring.home, fingerprint)
+        partial = output.with_name(output.name + ".partial")
+        bundle.pack(work, partial)
+        partial.replace(output)
+    return fingerprint, job.components

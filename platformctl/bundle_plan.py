@@ -1,0 +1,174 @@
+"""What an offline bundle must hold for an inventory, derived from the role manifests and the
+inventory's settings, never from a hand-kept list: the apt packages of each host's roles for
+each Debian release, the app images, the Ollama release and the models the inventory lists.
+
+A role's packages are its manifest's `packages` entries rendered as the role renders them: the
+host's settings over the role's defaults, under the role's vars and the release's own vars
+files (tasks/os_vars.yml loads them on the host), with the facts a host of that release has.
+"""
+
+from __future__ import annotations
+
+from collections import ChainMap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from platformctl import hostchecks, manifests
+from platformctl.errors import BadInput
+
+# The codename of each supported Debian release: the bundle's apt repository per release.
+DEBIAN_CODENAMES = {"12": "bookworm", "13": "trixie"}
+# The Python each release ships: an offline controller builds installer.py's virtual
+# environment with it, from the bundle's wheels for that version.
+DEBIAN_PYTHON = {"12": "3.11", "13": "3.13"}
+# Listed as the packages of this pseudo-role.
+CONTROLLER = "controller"
+ARCHITECTURE = "x86_64"
+
+
+def supported_releases() -> list[str]:
+    """The Debian major versions preflight accepts, which a bundle covers by default."""
+    return [name.split()[1] for name in hostchecks.SUPPORTED_OS if name.startswith("Debian ")]
+
+
+def controller_packages(release: str) -> list[str]:
+    """What a controller of this release installs to run installer.py and check a bundle: venv
+    support (as installer.py's bootstrap installs it) and gpg."""
+    return ["python3-venv", f"python{DEBIAN_PYTHON[release]}-venv", "gpg"]
+
+
+def release_facts(release: str) -> dict[str, Any]:
+    """The facts the roles read to pick a release's settings, as a Debian host of it has them."""
+    facts = {"distribution": "Debian", "os_family": "Debian", "distribution_major_version": release,
+             "distribution_release": DEBIAN_CODENAMES[release], "architecture": ARCHITECTURE}
+    return {"ansible_facts": facts, **{f"ansible_{key}": value for key, value in facts.items()}}
+
+
+@dataclass
+class Plan:
+    """What the bundle holds: packages[release][repository][package] = the roles that install
+    it; images (app name -> image); the Ollama release and models, where hosts run Ollama."""
+
+    packages: dict[str, dict[str, dict[str, list[str]]]] = field(default_factory=dict)
+    images: dict[str, str] = field(default_factory=dict)
+    image_archives: dict[str, str] = field(default_factory=dict)
+    ollama_archive: dict[str, str] = field(default_factory=dict)
+    ollama_models: list[str] = field(default_factory=list)
+    ollama_models_src: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"packages": self.packages, "images": self.images, "image_archives": self.image_archives,
+                "ollama_archive": self.ollama_archive, "ollama_models": self.ollama_models,
+                "ollama_models_src": self.ollama_models_src}
+
+
+def trusted(value: Any) -> Any:
+    """Role files' strings as templates, trusted as the role's own are when Ansible runs it."""
+    from ansible.template import trust_as_template
+
+    if isinstance(value, str):
+        return trust_as_template(value)
+    if isinstance(value, dict):
+        return {key: trusted(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [trusted(item) for item in value]
+    return value
+
+
+class RoleContext:
+    """A role's variables on one host of one release, in Ansible's order of precedence."""
+
+    def __init__(self, loader: Any, roles_dir: Path) -> None:
+        self.loader = loader
+        self.roles_dir = roles_dir
+        self._files: dict[Path, dict] = {}
+
+    def _file(self, path: Path) -> dict:
+        if path not in self._files:
+            self._files[path] = trusted(self.loader.load_from_file(str(path)) or {}) if path.is_file() else {}
+        return self._files[path]
+
+    def templar(self, role: str, host_vars: dict, release: str) -> Any:
+        from ansible.template import Templar
+
+        vars_dir = self.roles_dir / role / "vars"
+        facts = release_facts(release)["ansible_facts"]
+        # tasks/os_vars.yml: the family's file, then the distribution's, then the release's.
+        os_files = dict.fromkeys([f"{facts['os_family']}.yml", f"{facts['distribution']}.yml",
+                                  f"{facts['distribution']}-{release}.yml"])
+        layers = [self._file(vars_dir / name) for name in reversed(os_files)]
+        context = ChainMap(*layers, self._file(vars_dir / "main.yml"),
+                           {"role_path": str(self.roles_dir / role), "role_name": role}, release_facts(release),
+                           host_vars, self._file(self.roles_dir / role / "defaults" / "main.yml"))
+        return Templar(loader=self.loader, variables=context)
+
+
+def role_packages(templar: Any, manifest: manifests.Manifest, host: str) -> dict[str, list[str]]:
+    """repository -> the packages `manifest`'s role installs from it on this host."""
+    from ansible.errors import AnsibleError
+
+    found: dict[str, list[str]] = {}
+    for n, entry in enumerate(manifest.packages):
+        where = f"roles/{manifest.role}/meta/platform.yml: packages[{n}] on {host}"
+        try:
+            if entry.when and not templar.evaluate_conditional(trusted(entry.when)):
+                continue
+            names = templar.template(trusted(entry.names))
+            repository = str(templar.template(trusted(entry.repository)))
+        except AnsibleError as err:
+            raise BadInput(f"{where}: {str(err).splitlines()[0]}") from None
+        if not isinstance(names, list) or not all(isinstance(name, str) and name for name in names):
+            raise BadInput(f"{where}: names: expected a list of package names, got {names!r}")
+        found.setdefault(repository, []).extend(names)
+    return found
+
+
+def make(loaded: Any, releases: list[str]) -> Plan:
+    """The bundle's plan for the inventory `loaded` (platformctl.inventory.load)."""
+    roles_dir = manifests.ansible_roles_dir()
+    all_manifests = manifests.load_all(roles_dir)
+    groups = loaded.groups()
+    contexts = RoleContext(loaded.loader, roles_dir)
+    plan = Plan()
+    for release in releases:
+        if release not in DEBIAN_CODENAMES:
+            raise BadInput(f"--release {release}: expected one of {', '.join(DEBIAN_CODENAMES)}")
+        by_repository = plan.packages.setdefault(release, {})
+        by_repository["debian"] = {name: [CONTROLLER] for name in controller_packages(release)}
+        for host in loaded.hosts():
+            host_vars = loaded.host_vars(host)
+            for manifest in all_manifests:
+                if not manifest.packages or not manifest.applies(loaded.groups_of(host), groups):
+                    continue
+                templar = contexts.templar(manifest.role, host_vars, release)
+                for repository, names in role_packages(templar, manifest, host).items():
+                    wanted = by_repository.setdefault(repository, {})
+                    for name in names:
+                        wanted[name] = sorted({*wanted.get(name, []), manifest.role})
+    _add_artifacts(plan, loaded, all_manifests, contexts, releases[0] if releases else "12")
+    return plan
+
+
+def _add_artifacts(plan: Plan, loaded: Any, all_manifests: list, contexts: RoleContext, release: str) -> None:
+    """The app images and Ollama's release and models, as the app and ollama roles resolve them."""
+    groups = loaded.groups()
+    for host in loaded.hosts():
+        host_vars = loaded.host_vars(host)
+        roles = set(manifests.roles_of_host(all_manifests, loaded.groups_of(host), groups))
+        if "app" in roles:
+            templar = contexts.templar("app", host_vars, release)
+            for app in templar.template(trusted("{{ platform_apps | default([]) }}")) or []:
+                if app.get("image_archive"):
+                    plan.image_archives[app["name"]] = str(app["image_archive"])
+                elif app.get("image"):
+                    plan.images[app["name"]] = str(app["image"])
+        if "ollama" in roles:
+            templar = contexts.templar("ollama", host_vars, release)
+            settings = templar.template(trusted({
+                "src": "{{ ollama_archive_src }}", "url": "{{ ollama_archive_url }}",
+                "name": "{{ ollama_archive_name }}", "sha256": "{{ ollama_archive_sha256 }}",
+                "models": "{{ ollama_models }}", "models_src": "{{ ollama_models_src }}"}))
+            plan.ollama_archive = {key: str(settings[key]) for key in ("src", "url", "name", "sha256")}
+            plan.ollama_models = sorted({*plan.ollama_models, *settings["models"]})
+            plan.ollama_models_src = plan.ollama_models_src or str(settings["models_src"])
