@@ -1,0 +1,160 @@
+"""`installer.py bundle`, really run, and what it builds installed on hosts with no network.
+
+The build resolves each release's packages against Debian's mirror in a container of the
+release, as on any machine with internet. Stand-ins, as the CI machine reaches no container
+registry nor GitHub: the test images (platform-test-debian12 and 13, built here with
+debootstrap) stand in for debian:bookworm-slim and debian:trixie-slim as the clean systems,
+an image imported from an empty archive for an app's registry image, and a small archive for
+the Ollama release. The test images hold a few packages more than the slim ones (systemd,
+python3, sudo), which the bundle then leaves out, as a host of the same image lacks none.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from platformctl import bundle
+
+ROOT = Path(__file__).resolve().parents[2]
+RELEASES = {"12": "bookworm", "13": "trixie"}
+PYTHON = {"12": "3.11", "13": "3.13"}
+APP_IMAGE = "platform-bundle-test-app:1"
+MODELS = ROOT / "molecule" / "ollama" / "standin-models"
+
+HOSTS = """\
+all:
+  hosts:
+    node: {ansible_connection: local}
+  children:
+    postgres: {hosts: {node: {}}}
+    redis: {hosts: {node: {}}}
+    monitoring: {hosts: {node: {}}}
+    ollama: {hosts: {node: {}}}
+    app: {hosts: {node: {}}}
+    edge: {hosts: {node: {}}}
+"""
+
+
+def docker(*args: str, data: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], input=data, capture_output=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A bundle of a one-host inventory (every group but gpu) for Debian 12 and 13:
+    (the archive, what `--json` reported, the folder it is unpacked in)."""
+    if docker("info").returncode != 0:
+        pytest.fail("the bundle test needs the Docker engine (tests/run.sh starts it)")
+    work = tmp_path_factory.mktemp("bundle")
+    empty = io.BytesIO()
+    tarfile.open(fileobj=empty, mode="w").close()
+    assert docker("import", "-", APP_IMAGE, data=empty.getvalue()).returncode == 0
+    release = work / "ollama-linux-amd64.tgz"
+    with tarfile.open(release, "w:gz") as tar:
+        info = tarfile.TarInfo("bin/ollama")
+        info.size, info.mode = 10, 0o755
+        tar.addfile(info, io.BytesIO(b"#!/bin/sh\n"))
+    inventory = work / "inventory"
+    (inventory / "group_vars" / "all").mkdir(parents=True)
+    (inventory / "hosts.yml").write_text(HOSTS)
+    (inventory / "group_vars" / "all" / "main.yml").write_text(f"""---
+ollama_archive_src: {release}
+ollama_archive_sha256: ""
+ollama_models: ["standin-offline:1b"]
+ollama_models_src: {MODELS}
+platform_apps:
+  - {{name: api, image: "{APP_IMAGE}", port: 8000, healthcheck: {{path: /health}}, route: {{path: /}}}}
+""")
+    archive, summary = work / "platform.bundle", work / "bundle.json"
+    images = [arg for n in RELEASES for arg in ("--build-image", f"{n}=platform-test-debian{n}:latest")]
+    proc = subprocess.run([sys.executable, str(ROOT / "installer.py"), "bundle", "--inventory", str(inventory),
+                           "--output", str(archive), *images, "--json", str(summary)],
+                          cwd=ROOT, capture_output=True, text=True, check=False, timeout=1200)
+    sys.stdout.write(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    unpacked = work / "unpacked"
+    unpacked.mkdir()
+    with tarfile.open(archive) as tar:
+        tar.extractall(unpacked, filter="data")
+    yield archive, json.loads(summary.read_text()), unpacked, proc.stdout
+    docker("rmi", APP_IMAGE)
+
+
+def test_the_build_says_what_it_holds_and_the_bundle_verifies_with_its_fingerprint(built):
+    archive, summary, unpacked, stdout = built
+    components = {c["name"]: c for c in summary["components"]}
+    assert set(components) == {"packages (Debian 12)", "packages (Debian 13)", "controller wheels", "app images",
+                               "ollama release", "ollama models"}
+    assert all(c["files"] > 0 and c["bytes"] > 0 for c in components.values()), components
+    assert f"Bundle key fingerprint: {summary['fingerprint']}" in stdout
+    proc = subprocess.run([sys.executable, str(ROOT / "installer.py"), "bundle", "verify", str(archive),
+                           "--fingerprint", summary["fingerprint"]], cwd=ROOT, capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    # Only the listed model, with every blob its manifest names.
+    model = unpacked / "models" / "manifests" / "registry.ollama.ai" / "library" / "standin-offline" / "1b"
+    digests = [layer["digest"].replace(":", "-") for layer in json.loads(model.read_text())["layers"]]
+    assert sorted(p.name for p in (unpacked / "models" / "blobs").iterdir()) == sorted(digests)
+    # The app's image as `docker save` wrote it, tagged as the inventory names it.
+    with tarfile.open(unpacked / "images" / "api.tar") as saved:
+        assert json.load(saved.extractfile("manifest.json"))[0]["RepoTags"] == [APP_IMAGE]
+    assert (unpacked / "ollama" / "ollama-linux-amd64.tgz").is_file()
+
+
+@pytest.mark.parametrize("release", list(RELEASES))
+def test_a_host_with_no_network_installs_every_package_from_the_bundle(built, release, tmp_path):
+    """In a container with no network at all: the repository's signature refused under
+    another key, then every package of the plan installed with only the bundle's repository,
+    and installer.py's requirements resolved from the bundle's wheels for that release's Python."""
+    unpacked = built[2]
+    other_key = tmp_path / "other.asc"
+    with bundle.keyring() as ring:
+        other_key.write_bytes(ring.export(ring.generate("another key")))
+    plan = json.loads((unpacked / "bundle.json").read_text())["plan"]
+    packages = sorted(plan["packages"][release]["debian"])
+    assert {"postgresql-client-" + ("15" if release == "12" else "17"), "redis-server", "nginx",
+            f"python{PYTHON[release]}-venv"} <= set(packages)
+    name = f"platform-bundle-offline-{release}-{uuid.uuid4().hex[:6]}"
+    started = docker("run", "-d", "--name", name, "--network", "none", "-v", f"{unpacked}:/bundle:ro",
+                     f"platform-test-debian{release}:latest", "sleep", "infinity")
+    assert started.returncode == 0, started.stderr
+    try:
+        def run(script: str) -> subprocess.CompletedProcess:
+            return subprocess.run(["docker", "exec", name, "sh", "-ec", script], capture_output=True, text=True,
+                                  check=False, timeout=900)
+
+        source = f"deb [signed-by=/etc/apt/keyrings/bundle.asc] file:/bundle/apt/{RELEASES[release]} ./"
+        setup = run(f"""
+            mkdir -p /root/apt-sources /etc/apt/keyrings
+            mv /etc/apt/sources.list.d/* /root/apt-sources/ 2>/dev/null || true
+            mv /etc/apt/sources.list /root/apt-sources/ 2>/dev/null || true
+            echo '{source}' > /etc/apt/sources.list.d/bundle.list
+            """)
+        assert setup.returncode == 0, setup.stderr
+        assert docker("cp", str(other_key), f"{name}:/etc/apt/keyrings/bundle.asc").returncode == 0
+        refused = run("apt-get update")
+        assert refused.returncode != 0 and "is not signed" in refused.stderr, refused.stdout + refused.stderr
+        installed = run(f"""
+            cp /bundle/bundle-key.asc /etc/apt/keyrings/bundle.asc
+            apt-get update
+            DEBIAN_FRONTEND=noninteractive apt-get install -y {' '.join(packages)} >/tmp/install.log 2>&1 \
+              || {{ tail -30 /tmp/install.log; exit 1; }}
+            dpkg-query -W -f '${{db:Status-Status}} ${{Package}}\\n' {' '.join(packages)}
+            python3 -m venv /tmp/venv
+            /tmp/venv/bin/pip install --dry-run --quiet --no-index --find-links /bundle/wheels/python{PYTHON[release]} \
+              --require-hashes -r /bundle/wheels/requirements.txt
+            """)
+        assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
+        statuses = dict(reversed(line.split()) for line in installed.stdout.splitlines() if line.startswith(
+            ("installed ", "not-installed ", "config-files ", "half-")))
+        assert {package: statuses.get(package) for package in packages} == dict.fromkeys(packages, "installed")
+    finally:
+        docker("rm", "-f", name)
