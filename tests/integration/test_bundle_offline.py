@@ -1,50 +1,27 @@
 """`installer.py bundle`, really run, and what it builds installed on hosts with no network.
 
 The build resolves each release's packages against Debian's mirror in a container of the
-release, as on any machine with internet. Stand-ins, as the CI machine reaches no container
-registry nor GitHub: the test images (platform-test-debian12 and 13, built here with
-debootstrap) stand in for debian:bookworm-slim and debian:trixie-slim as the clean systems,
-an image imported from an empty archive for an app's registry image, and a small archive for
-the Ollama release. The test images hold a few packages more than the slim ones (systemd,
-python3, sudo), which the bundle then leaves out, as a host of the same image lacks none.
+release, as on any machine with internet; the stand-ins for what the CI machine cannot reach
+are molecule/resources/bundle_standins.py's.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
 import tarfile
 import uuid
-from pathlib import Path
 
 import pytest
+from bundle_standins import APP_IMAGE, BUILD_IMAGES, RELEASES, ROOT, import_app_image, remove_app_image, write_inventory
 
 from platformctl import bundle
-
-ROOT = Path(__file__).resolve().parents[2]
-RELEASES = {"12": "bookworm", "13": "trixie"}
-PYTHON = {"12": "3.11", "13": "3.13"}
-APP_IMAGE = "platform-bundle-test-app:1"
-MODELS = ROOT / "molecule" / "ollama" / "standin-models"
-
-HOSTS = """\
-all:
-  hosts:
-    node: {ansible_connection: local}
-  children:
-    postgres: {hosts: {node: {}}}
-    redis: {hosts: {node: {}}}
-    monitoring: {hosts: {node: {}}}
-    ollama: {hosts: {node: {}}}
-    app: {hosts: {node: {}}}
-    edge: {hosts: {node: {}}}
-"""
+from platformctl.bundle_plan import DEBIAN_PYTHON
 
 
-def docker(*args: str, data: bytes | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], input=data, capture_output=True, check=False)
+def docker(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -54,29 +31,11 @@ def built(tmp_path_factory):
     if docker("info").returncode != 0:
         pytest.fail("the bundle test needs the Docker engine (tests/run.sh starts it)")
     work = tmp_path_factory.mktemp("bundle")
-    empty = io.BytesIO()
-    tarfile.open(fileobj=empty, mode="w").close()
-    assert docker("import", "-", APP_IMAGE, data=empty.getvalue()).returncode == 0
-    release = work / "ollama-linux-amd64.tgz"
-    with tarfile.open(release, "w:gz") as tar:
-        info = tarfile.TarInfo("bin/ollama")
-        info.size, info.mode = 10, 0o755
-        tar.addfile(info, io.BytesIO(b"#!/bin/sh\n"))
-    inventory = work / "inventory"
-    (inventory / "group_vars" / "all").mkdir(parents=True)
-    (inventory / "hosts.yml").write_text(HOSTS)
-    (inventory / "group_vars" / "all" / "main.yml").write_text(f"""---
-ollama_archive_src: {release}
-ollama_archive_sha256: ""
-ollama_models: ["standin-offline:1b"]
-ollama_models_src: {MODELS}
-platform_apps:
-  - {{name: api, image: "{APP_IMAGE}", port: 8000, healthcheck: {{path: /health}}, route: {{path: /}}}}
-""")
+    import_app_image()
+    inventory = write_inventory(work)
     archive, summary = work / "platform.bundle", work / "bundle.json"
-    images = [arg for n in RELEASES for arg in ("--build-image", f"{n}=platform-test-debian{n}:latest")]
     proc = subprocess.run([sys.executable, str(ROOT / "installer.py"), "bundle", "--inventory", str(inventory),
-                           "--output", str(archive), *images, "--json", str(summary)],
+                           "--output", str(archive), *BUILD_IMAGES, "--json", str(summary)],
                           cwd=ROOT, capture_output=True, text=True, check=False, timeout=1200)
     sys.stdout.write(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -85,7 +44,7 @@ platform_apps:
     with tarfile.open(archive) as tar:
         tar.extractall(unpacked, filter="data")
     yield archive, json.loads(summary.read_text()), unpacked, proc.stdout
-    docker("rmi", APP_IMAGE)
+    remove_app_image()
 
 
 def test_the_build_says_what_it_holds_and_the_bundle_verifies_with_its_fingerprint(built):
@@ -121,7 +80,7 @@ def test_a_host_with_no_network_installs_every_package_from_the_bundle(built, re
     plan = json.loads((unpacked / "bundle.json").read_text())["plan"]
     packages = sorted(plan["packages"][release]["debian"])
     assert {"postgresql-client-" + ("15" if release == "12" else "17"), "redis-server", "nginx",
-            f"python{PYTHON[release]}-venv"} <= set(packages)
+            f"python{DEBIAN_PYTHON[release]}-venv"} <= set(packages)
     name = f"platform-bundle-offline-{release}-{uuid.uuid4().hex[:6]}"
     started = docker("run", "-d", "--name", name, "--network", "none", "-v", f"{unpacked}:/bundle:ro",
                      f"platform-test-debian{release}:latest", "sleep", "infinity")
@@ -149,8 +108,8 @@ def test_a_host_with_no_network_installs_every_package_from_the_bundle(built, re
               || {{ tail -30 /tmp/install.log; exit 1; }}
             dpkg-query -W -f '${{db:Status-Status}} ${{Package}}\\n' {' '.join(packages)}
             python3 -m venv /tmp/venv
-            /tmp/venv/bin/pip install --dry-run --quiet --no-index --find-links /bundle/wheels/python{PYTHON[release]} \
-              --require-hashes -r /bundle/wheels/requirements.txt
+            /tmp/venv/bin/pip install --dry-run --quiet --no-index --require-hashes \
+              --find-links /bundle/wheels/python{DEBIAN_PYTHON[release]} -r /bundle/wheels/requirements.txt
             """)
         assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
         statuses = dict(reversed(line.split()) for line in installed.stdout.splitlines() if line.startswith(
