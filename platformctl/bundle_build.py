@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from platformctl import bundle, paths
-from platformctl.bundle_plan import DEBIAN_CODENAMES, DEBIAN_PYTHON, Plan
+from platformctl.bundle_plan import DEBIAN_CODENAMES, DEBIAN_PYTHON, Plan, image_file
 from platformctl.errors import BadInput, InstallerError
 
 # The clean system each release's packages are resolved on (--build-image RELEASE=IMAGE).
@@ -139,23 +139,24 @@ class Build:
     def images(self, component: Component) -> None:
         target = self.work / "images"
         target.mkdir()
-        for app, archive in sorted(self.plan.image_archives.items()):
-            source = Path(archive).expanduser()
-            if not source.is_file():
-                raise BadInput(f"platform_apps: {app}: image_archive {archive}: no such file on this machine")
-            shutil.copy2(source, target / f"{app}.tar")
-        for app, image in sorted(self.plan.images.items()):
+        for image, archive in sorted(self.plan.images.items()):
+            file = target / image_file(image)
+            if archive:
+                source = Path(archive).expanduser()
+                if not source.is_file():
+                    raise BadInput(f"platform_apps: image_archive {archive} (of {image}): no such file on this machine")
+                shutil.copy2(source, file)
+                continue
             if subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False).returncode:
-                self.say(f"images: pulling {image} ({app})")
+                self.say(f"images: pulling {image}")
                 pulled = subprocess.run(["docker", "pull", "--quiet", image], capture_output=True, text=True,
                                         check=False)
                 if pulled.returncode != 0:
-                    raise InstallerError(f"platform_apps: {app}: docker could not pull {image}: "
-                                         f"{pulled.stderr.strip()}")
-            saved = subprocess.run(["docker", "save", "--output", str(target / f"{app}.tar"), image],
-                                   capture_output=True, text=True, check=False)
+                    raise InstallerError(f"platform_apps: docker could not pull {image}: {pulled.stderr.strip()}")
+            saved = subprocess.run(["docker", "save", "--output", str(file), image], capture_output=True, text=True,
+                                   check=False)
             if saved.returncode != 0:
-                raise InstallerError(f"platform_apps: {app}: docker could not save {image}: {saved.stderr.strip()}")
+                raise InstallerError(f"platform_apps: docker could not save {image}: {saved.stderr.strip()}")
         component.files = sorted(target.iterdir())
 
     def ollama(self, component: Component) -> None:
@@ -243,7 +244,7 @@ def build(plan: Plan, output: Path, releases: list[str], build_images: dict[str,
                                                                                                      component))
         job.sign_repositories(ring.home, fingerprint)
         job.step("controller wheels", lambda component: job.wheels(releases, component))
-        if plan.images or plan.image_archives:
+        if plan.images:
             job.step("app images", job.images)
         if plan.ollama_archive:
             job.step("ollama release", job.ollama)

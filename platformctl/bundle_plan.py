@@ -9,6 +9,7 @@ files (tasks/os_vars.yml loads them on the host), with the facts a host of that 
 
 from __future__ import annotations
 
+import re
 from collections import ChainMap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,19 +49,24 @@ def release_facts(release: str) -> dict[str, Any]:
 @dataclass
 class Plan:
     """What the bundle holds: packages[release][repository][package] = the roles that install
-    it; images (app name -> image); the Ollama release and models, where hosts run Ollama."""
+    it; images (each app image -> the inventory's image_archive of it, or "" to pull and save
+    it); the Ollama release and models, where hosts run Ollama."""
 
     packages: dict[str, dict[str, dict[str, list[str]]]] = field(default_factory=dict)
     images: dict[str, str] = field(default_factory=dict)
-    image_archives: dict[str, str] = field(default_factory=dict)
     ollama_archive: dict[str, str] = field(default_factory=dict)
     ollama_models: list[str] = field(default_factory=list)
     ollama_models_src: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"packages": self.packages, "images": self.images, "image_archives": self.image_archives,
+        return {"packages": self.packages, "images": self.images,
                 "ollama_archive": self.ollama_archive, "ollama_models": self.ollama_models,
                 "ollama_models_src": self.ollama_models_src}
+
+
+def image_file(image: str) -> str:
+    """The bundle's file of an app image (images/FILE): the reference with `/` and `:` made safe."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", image) + ".tar"
 
 
 def trusted(value: Any) -> Any:
@@ -159,10 +165,8 @@ def _add_artifacts(plan: Plan, loaded: Any, all_manifests: list, contexts: RoleC
         if "app" in roles:
             templar = contexts.templar("app", host_vars, release)
             for app in templar.template(trusted("{{ platform_apps | default([]) }}")) or []:
-                if app.get("image_archive"):
-                    plan.image_archives[app["name"]] = str(app["image_archive"])
-                elif app.get("image"):
-                    plan.images[app["name"]] = str(app["image"])
+                image = str(app["image"])
+                plan.images[image] = plan.images.get(image) or str(app.get("image_archive") or "")
         if "ollama" in roles:
             templar = contexts.templar("ollama", host_vars, release)
             settings = templar.template(trusted({

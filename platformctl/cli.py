@@ -628,7 +628,7 @@ def cmd_bundle(session: Session) -> int:
              for release, by_repository in plan.packages.items()}
     console.print(f"bundle: {session.inventory.path.name}: packages of Debian "
                   + ", ".join(f"{release} ({n})" for release, n in count.items())
-                  + f"; {len(plan.images) + len(plan.image_archives)} app images"
+                  + f"; {len(plan.images)} app images"
                   + (f"; Ollama and {len(plan.ollama_models)} models" if plan.ollama_archive else ""), highlight=False)
     fingerprint, components = bundle_build.build(plan, args.output, releases, build_images,
                                                  lambda line: console.print(f"bundle: {line}", highlight=False))

@@ -17,7 +17,7 @@ import pytest
 from bundle_standins import APP_IMAGE, BUILD_IMAGES, RELEASES, ROOT, import_app_image, remove_app_image, write_inventory
 
 from platformctl import bundle
-from platformctl.bundle_plan import DEBIAN_PYTHON
+from platformctl.bundle_plan import DEBIAN_PYTHON, image_file
 
 
 def docker(*args: str) -> subprocess.CompletedProcess:
@@ -63,7 +63,7 @@ def test_the_build_says_what_it_holds_and_the_bundle_verifies_with_its_fingerpri
     digests = [layer["digest"].replace(":", "-") for layer in json.loads(model.read_text())["layers"]]
     assert sorted(p.name for p in (unpacked / "models" / "blobs").iterdir()) == sorted(digests)
     # The app's image as `docker save` wrote it, tagged as the inventory names it.
-    with tarfile.open(unpacked / "images" / "api.tar") as saved:
+    with tarfile.open(unpacked / "images" / image_file(APP_IMAGE)) as saved:
         assert json.load(saved.extractfile("manifest.json"))[0]["RepoTags"] == [APP_IMAGE]
     assert (unpacked / "ollama" / "ollama-linux-amd64.tgz").is_file()
 

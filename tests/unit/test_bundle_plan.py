@@ -95,8 +95,10 @@ platform_apps:
   - {name: web, image: "registry.example.com/acme/web:2.0", image_archive: /srv/web.tar, port: 8000}
 """
     plan = plan_of(tmp_path / "inventory", ("12",), hosts, main=main)
-    assert plan.images == {"api": "registry.example.com/acme/api:1.4.2"}
-    assert plan.image_archives == {"web": "/srv/web.tar"}
+    # Each image once; an image_archive of it is what the bundle copies, else the image is saved.
+    assert plan.images == {"registry.example.com/acme/api:1.4.2": "",
+                           "registry.example.com/acme/web:2.0": "/srv/web.tar"}
+    assert bundle_plan.image_file("registry.example.com/acme/api:1.4.2") == "registry.example.com_acme_api_1.4.2.tar"
     assert plan.ollama_models == ["qwen2:0.5b"] and plan.ollama_models_src == "/srv/models"
     release = manifests.role_default("ollama", "ollama_version")
     assert plan.ollama_archive["url"].endswith(f"/v{release}/ollama-linux-amd64.tgz")
