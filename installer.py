@@ -2,13 +2,16 @@
 """Entry point: python3 installer.py [COMMAND] --inventory ENV|PATH [options]
 
 Run outside a virtual environment, it first creates .venv/ beside this file from the pinned
-requirements.txt (again whenever that file changes) and re-runs itself there."""
+requirements.txt (again whenever that file changes) and re-runs itself there. With
+`--bundle FILE` it installs them from the offline bundle's wheels, with no package index."""
 
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 import venv
 from pathlib import Path
 
@@ -88,6 +91,38 @@ def create_venv() -> None:
          f"(`{sudo}apt-get install {' '.join(packages)}`), then run the same command again")
 
 
+def bundle_given(argv: list[str]) -> "Path | None":
+    """The offline bundle named on the command line (--bundle FILE), if any."""
+    for n, arg in enumerate(argv):
+        if arg == "--bundle" and n + 1 < len(argv):
+            return Path(argv[n + 1])
+        if arg.startswith("--bundle="):
+            return Path(arg.partition("=")[2])
+    return None
+
+
+def wheels_from_bundle(bundle: Path, folder: Path) -> None:
+    """The bundle's wheels for this Python, into `folder`. Nothing else of the bundle is read
+    before its signature is checked: pip checks each wheel against this checkout's
+    requirements.txt hashes, not the bundle's."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    prefix = f"wheels/python{version}/"
+    found = 0
+    try:
+        with tarfile.open(bundle) as tar:
+            for member in tar:
+                name = member.name.removeprefix("./")
+                wheel = name[len(prefix):]
+                if member.isfile() and name.startswith(prefix) and wheel.endswith(".whl") and "/" not in wheel:
+                    (folder / wheel).write_bytes(tar.extractfile(member).read())
+                    found += 1
+    except (OSError, tarfile.TarError) as error:
+        fail(f"--bundle {bundle}: {error}")
+    if not found:
+        fail(f"--bundle {bundle}: holds no wheels for Python {version}, this machine's; build the bundle with "
+             "this machine's Debian release among its --release ones")
+
+
 def bootstrap() -> None:
     """Create or refresh .venv/ from requirements.txt, then re-run this command inside it."""
     python = VENV / "bin" / "python"
@@ -95,14 +130,22 @@ def bootstrap() -> None:
     if not venv_usable(python):
         create_venv()
     if not STAMP.exists() or STAMP.read_text().strip() != wanted:
-        sys.stderr.write(f"installing the installer's requirements ({REQUIREMENTS.name}) into {VENV} ...\n")
-        result = subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--require-hashes",
-             "-r", str(REQUIREMENTS)],
-            check=False,
-        )
+        bundle = bundle_given(sys.argv[1:])
+        source = f"the wheels of {bundle}" if bundle else "the package index"
+        sys.stderr.write(f"installing the installer's requirements ({REQUIREMENTS.name}) into {VENV} "
+                         f"from {source} ...\n")
+        with tempfile.TemporaryDirectory(prefix="installer-wheels-") as wheels:
+            offline = []
+            if bundle:
+                wheels_from_bundle(bundle, Path(wheels))
+                offline = ["--no-index", "--find-links", wheels]
+            result = subprocess.run(
+                [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *offline,
+                 "--require-hashes", "-r", str(REQUIREMENTS)],
+                check=False,
+            )
         if result.returncode != 0:
-            fail(f"pip could not install {REQUIREMENTS}; see its messages above")
+            fail(f"pip could not install {REQUIREMENTS} from {source}; see its messages above")
         STAMP.write_text(wanted + "\n")
     os.execv(str(python), [str(python), str(Path(__file__).resolve()), *sys.argv[1:]])  # noqa: S606 no shell wanted
 

@@ -170,6 +170,7 @@ class Verdict:
     files: int = 0
     size: int = 0
     problems: list[str] = field(default_factory=list)
+    manifest_sha256: str = ""
 
 
 def _read(tar: tarfile.TarFile, verdict: Verdict) -> tuple[dict[str, bytes], dict[str, Entry]]:
@@ -235,6 +236,7 @@ def verify(archive: Path, pinned: str | None = None) -> Verdict:
     listed = _trusted_manifest(own, pinned, verdict)
     if listed is None:
         return verdict
+    verdict.manifest_sha256 = hashlib.sha256(own[MANIFEST]).hexdigest()
     for name, entry in listed.items():
         found = seen.get(name)
         if found is None:
@@ -246,3 +248,55 @@ def verify(archive: Path, pinned: str | None = None) -> Verdict:
     verdict.files = len(listed)
     verdict.size = sum(entry.size for entry in listed.values())
     return verdict
+
+
+def unpacked(archive: Path, pinned: str, root: Path) -> Path:
+    """The bundle at `archive`, checked (signed by the pinned key, every file as listed), in its
+    folder under `root`: unpacked there the first time, the same folder for the same bundle."""
+    verdict = verify(archive, pinned)
+    if verdict.problems:
+        raise BadInput(*(f"--bundle {archive}: {problem}" for problem in verdict.problems))
+    folder = root / f"{verdict.fingerprint[-16:]}-{verdict.manifest_sha256[:16]}"
+    if (folder / MANIFEST).is_file():
+        return folder
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    partial = root / f"{folder.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    with tarfile.open(archive, "r:*") as tar:
+        tar.extractall(partial, filter="data")
+    for repository in sorted((partial / "apt").iterdir()) if (partial / "apt").is_dir() else ():
+        if repository.is_dir():
+            repository_archive(repository, repository.with_suffix(".tar"))
+    partial.rename(folder)
+    return folder
+
+
+def repository_archive(repository: Path, archive: Path) -> None:
+    """A release's repository as the one file the offline_bundle role copies to each host: the
+    same bytes for the same files (names sorted, no times nor owners), so that a rerun with the
+    same bundle copies nothing."""
+    with tarfile.open(archive, "w") as tar:
+        for path in sorted(p for p in repository.iterdir() if p.is_file()):
+            info = tarfile.TarInfo(path.name)
+            info.size, info.mode, info.mtime = path.stat().st_size, 0o644, 0
+            with path.open("rb") as stream:
+                tar.addfile(info, stream)
+
+
+def install_settings(folder: Path, fingerprint: str) -> dict:
+    """The settings that point a run at an unpacked bundle instead of the network: its folder
+    (the bundle role serves each host its release's repository from there), Ollama's release
+    and models, and each app image's archive (platform_bundle_images)."""
+    from platformctl.bundle_plan import image_file
+
+    described = json.loads((folder / "bundle.json").read_text())
+    plan = described["plan"]
+    settings: dict = {"platform_bundle_dir": str(folder), "platform_bundle_releases": described["releases"],
+                      "platform_bundle_fingerprint": fingerprint,
+                      "platform_bundle_images": {image: str(folder / "images" / image_file(image))
+                                                 for image in plan["images"]}}
+    if plan["ollama_archive"]:
+        settings["ollama_archive_src"] = str(folder / "ollama" / plan["ollama_archive"]["name"])
+    if plan["ollama_models"]:
+        settings["ollama_models_src"] = str(folder / "models")
+    return settings

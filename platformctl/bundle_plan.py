@@ -176,3 +176,21 @@ def _add_artifacts(plan: Plan, loaded: Any, all_manifests: list, contexts: RoleC
             plan.ollama_archive = {key: str(settings[key]) for key in ("src", "url", "name", "sha256")}
             plan.ollama_models = sorted({*plan.ollama_models, *settings["models"]})
             plan.ollama_models_src = plan.ollama_models_src or str(settings["models_src"])
+
+
+def missing(plan: Plan, bundled: dict[str, Any]) -> list[str]:
+    """What the inventory's install needs that a bundle's plan (its bundle.json) lacks: each
+    package of each release it carries, each app image, Ollama's release and each model."""
+    lacking = []
+    for release, by_repository in plan.packages.items():
+        carried = bundled["packages"].get(release, {}).get("debian", {})
+        for repository, names in sorted(by_repository.items()):
+            absent = sorted(set(names) - set(carried)) if repository == "debian" else sorted(names)
+            if absent:
+                lacking.append(f"Debian {release}: the packages {', '.join(absent)}"
+                               + ("" if repository == "debian" else f" (from the {repository} repository)"))
+    lacking += [f"the image {image}" for image in sorted(set(plan.images) - set(bundled["images"]))]
+    if plan.ollama_archive and plan.ollama_archive["name"] != (bundled["ollama_archive"] or {}).get("name"):
+        lacking.append(f"Ollama's release {plan.ollama_archive['name']}")
+    lacking += [f"the model {model}" for model in sorted(set(plan.ollama_models) - set(bundled["ollama_models"]))]
+    return lacking

@@ -45,6 +45,8 @@ COMMANDS = {
     "bundle": "an offline bundle of everything the inventory's install needs (--output FILE); "
               "bundle verify FILE: check one's signature and every file's sha256 (no inventory)",
 }
+# The commands that can take what they fetch from an offline bundle (--bundle).
+BUNDLED_COMMANDS = ("install", "check", "verify", "preflight")
 TARGET_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d+)?[+-]\d{2}(:?\d{2})?$")
 
 
@@ -85,8 +87,11 @@ def build_parser() -> Parser:
     parser.add_argument("--rotate", metavar="NAME", help="secrets: replace this secret")
     parser.add_argument("--set", metavar="NAME", dest="set_secret",
                         help="secrets: store this secret's value, read from the terminal or standard input")
+    parser.add_argument("--bundle", type=Path, metavar="FILE",
+                        help="install, check, verify, preflight: take every package, image, release and model "
+                        "from this offline bundle, not the network (with --fingerprint)")
     parser.add_argument("--fingerprint", metavar="FPR",
-                        help="bundle verify: the bundle key's fingerprint, as the build printed it")
+                        help="bundle verify, --bundle: the bundle key's fingerprint, as the build printed it")
     parser.add_argument("--output", type=Path, metavar="FILE", help="bundle: the archive to write (a new file)")
     parser.add_argument("--release", action="append", default=[], metavar="N",
                         help="bundle: a Debian major version the hosts run (repeatable; default: every supported one)")
@@ -112,8 +117,13 @@ def parse_operands(args: argparse.Namespace) -> None:
     if args.bundle_file is None and not args.inventory:
         raise BadInput("command line: the following arguments are required: -i/--inventory "
                        "(an environment in inventories/ or the path of an inventory folder)")
-    if args.fingerprint and args.bundle_file is None:
-        raise BadInput("command line: --fingerprint goes with bundle verify")
+    if args.bundle and args.command not in BUNDLED_COMMANDS:
+        raise BadInput(f"command line: --bundle goes with {', '.join(BUNDLED_COMMANDS)}")
+    if args.bundle and not args.fingerprint:
+        raise BadInput("command line: --bundle needs --fingerprint FPR, the bundle key's fingerprint as the build "
+                       "printed it (a bundle is trusted by that alone)")
+    if args.fingerprint and args.bundle_file is None and not args.bundle:
+        raise BadInput("command line: --fingerprint goes with bundle verify and --bundle")
     building = args.command == "bundle" and args.bundle_file is None
     for option, value in (("--output", args.output), ("--release", args.release), ("--build-image", args.build_image)):
         if value and not building:
@@ -195,6 +205,13 @@ def open_session(args: argparse.Namespace, console: Console) -> Session:
     """Everything that needs no host: inventory, YAML, collections, variable types. Changes nothing."""
     inventory = inventories.resolve(args.inventory)
     documents = inventories.check_yaml(inventory)
+    if args.bundle:
+        console.print(f"bundle: checking {args.bundle} (its signature and every file's sha256)", highlight=False)
+        pinned = bundle.normal_fingerprint(args.fingerprint)
+        folder = bundle.unpacked(args.bundle, pinned, paths.BUNDLES)
+        args.extra_vars.append(json.dumps(bundle.install_settings(folder, pinned)))
+        console.print(f"bundle: packages, images, the Ollama release and models come from {folder}",
+                      highlight=False)
     store = SecretStore(inventory)
     loaded = inventories.load(inventory, args.extra_vars, store.password_file)
     try:
@@ -312,6 +329,8 @@ def exit_code(command: str, state: RunState) -> ExitCode:
 
 def host_preflight(session: Session) -> None:
     """Probe every host (read only), then judge what was found; exit 3 on any fatal problem."""
+    if session.args.bundle:
+        bundle_holds_the_install(session)
     with temporary_secrets(session) as extra:
         outcome, state = run(session, "preflight.yml", "preflight", check=False, extra_vars=extra)
     problems = hostchecks.judge(state.facts, session.loaded)
@@ -323,6 +342,19 @@ def host_preflight(session: Session) -> None:
         finish(session, "preflight", outcome, state, code=code, steps=[], problems=problems)
     if fatal:
         raise PreflightFailed("preflight failed (see above); nothing was changed")
+
+
+def bundle_holds_the_install(session: Session) -> None:
+    """Before any host is probed: every package, image, release and model the inventory's
+    install needs is in the bundle (--bundle)."""
+    folder = Path(session.loaded.host_vars(session.loaded.hosts()[0])["platform_bundle_dir"])
+    described = json.loads((folder / bundle_build.PLAN_FILE).read_text())
+    lacking = bundle_plan.missing(bundle_plan.make(session.loaded, described["releases"]), described["plan"])
+    if lacking:
+        raise PreflightFailed(*(f"--bundle {session.args.bundle} lacks {what}: build it again from this inventory "
+                                "(installer.py bundle)" for what in lacking))
+    session.console.print(f"bundle: holds every package, image, release and model this inventory's install needs "
+                          f"(Debian {', '.join(described['releases'])})", highlight=False)
 
 
 def finish(session: Session, command: str, outcome: RunOutcome, state: RunState, *, code: int,

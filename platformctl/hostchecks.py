@@ -69,6 +69,11 @@ def _system(probe: dict[str, Any], context: Context) -> Iterator[Finding]:
     elif probe.get("os") not in SUPPORTED_OS:
         yield ("operating system", f"{probe.get('os')} ({probe.get('os_version')})",
                f"use one of {', '.join(SUPPORTED_OS)}", True)
+    bundled = [f"Debian {release}" for release in context.host_vars.get("platform_bundle_releases") or []]
+    if context.host_vars.get("platform_bundle_dir") and probe.get("os") not in bundled:
+        yield ("offline bundle", f"{probe.get('os')}; the bundle carries packages for {', '.join(bundled)}",
+               f"build the bundle for this host's release too (installer.py bundle --release "
+               f"{str(probe.get('os')).rpartition(' ')[2]})", True)
     python = tuple(int(p) for p in str(probe.get("python", "0")).split(".")[:2] if p.isdigit())
     if python < MINIMUM_TARGET_PYTHON:
         yield ("python3", str(probe.get("python")), "install python3 3.8 or newer", True)

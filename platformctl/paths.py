@@ -14,6 +14,9 @@ COLLECTIONS_REQUIREMENTS = ROOT / "collections" / "requirements.yml"
 # Every run's log and events; PLATFORMCTL_RUNS_DIR puts them elsewhere (a disk with room, or
 # one folder per test scenario).
 RUNS = Path(os.environ.get("PLATFORMCTL_RUNS_DIR") or ROOT / "runs")
+# Offline bundles unpacked for installs (--bundle), one folder per bundle; PLATFORMCTL_BUNDLES_DIR
+# puts them elsewhere.
+BUNDLES = Path(os.environ.get("PLATFORMCTL_BUNDLES_DIR") or ROOT / "bundles")
 
 
 def lock_dir() -> Path:

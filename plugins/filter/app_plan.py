@@ -199,13 +199,15 @@ def app_jobs_here(apps: Iterable[Mapping], groups: Mapping[str, list[str]], inve
     return [app for app in apps if app.get("schedule") and inventory_hostname in app_hosts(app, groups)]
 
 
-def app_images(apps: Iterable[Mapping]) -> list[dict]:
-    """Each image the apps run, once, as {image, archive}: archive is the image_archive of the
-    first app of that image that has one, else None (the image is pulled). Apps of one image
-    (a backend and its workers) load or pull it once."""
+def app_images(apps: Iterable[Mapping], bundled: Mapping[str, str] | None = None) -> list[dict]:
+    """Each image the apps run, once, as {image, archive}: archive is the offline bundle's
+    archive of the image (`bundled`, platform_bundle_images) when there is one, else the
+    image_archive of the first app of that image that has one, else None (the image is
+    pulled). Apps of one image (a backend and its workers) load or pull it once."""
+    bundled = bundled or {}
     images: dict[str, dict] = {}
     for app in apps:
-        entry = images.setdefault(app["image"], {"image": app["image"], "archive": None})
+        entry = images.setdefault(app["image"], {"image": app["image"], "archive": bundled.get(app["image"])})
         entry["archive"] = entry["archive"] or app.get("image_archive")
     return list(images.values())
 

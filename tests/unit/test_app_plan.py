@@ -408,6 +408,13 @@ def test_each_image_is_loaded_or_pulled_once_from_the_first_archive_given():
         {"image": "acme/backend:1", "archive": "/srv/backend-1.tar"},
         {"image": "acme/frontend:1", "archive": None},
     ]
+    # An offline bundle's archive of an image comes first: the inventory's path is the
+    # connected machine's, which the bundle was built on.
+    bundled = {"acme/backend:1": "/bundles/b/images/acme_backend_1.tar"}
+    assert plan.app_images(apps, bundled) == [
+        {"image": "acme/backend:1", "archive": "/bundles/b/images/acme_backend_1.tar"},
+        {"image": "acme/frontend:1", "archive": None},
+    ]
 
 
 # app_postgres_tls

@@ -4,7 +4,11 @@ after an earlier run left it half made) and what it installs or asks for to buil
 from __future__ import annotations
 
 import importlib.util
+import io
+import sys
+import tarfile
 import venv
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +86,50 @@ def test_the_installer_installs_its_requirements_only_with_matching_hashes(tmp_p
     monkeypatch.setattr(installer.os, "execv", lambda *args: None)
     installer.bootstrap()
     assert calls and "--require-hashes" in calls[0] and calls[0][-1] == str(paths.ROOT / "requirements.txt")
+
+
+def bundle_with_wheels(path, version: str):
+    with tarfile.open(path, "w") as tar:
+        for name, data in ((f"wheels/python{version}/ansible-12.3.0-py3-none-any.whl", b"a wheel"),
+                           (f"wheels/python{version}/notes.txt", b"not a wheel"),
+                           ("wheels/python3.0/other-1.0-py3-none-any.whl", b"another Python's")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_with_a_bundle_the_requirements_come_from_its_wheels_for_this_python_only(tmp_path, monkeypatch):
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    bundle = bundle_with_wheels(tmp_path / "platform.bundle", version)
+    seen = {}
+
+    def pip(argv, check):
+        folder = Path(argv[argv.index("--find-links") + 1])
+        seen.update(argv=argv, wheels=sorted(p.name for p in folder.iterdir()))
+        return installer.subprocess.CompletedProcess(argv, 0)
+
+    monkeypatch.setattr(installer, "VENV", tmp_path / "venv")
+    monkeypatch.setattr(installer, "STAMP", tmp_path / "stamp")
+    monkeypatch.setattr(installer, "venv_usable", lambda python: True)
+    monkeypatch.setattr(installer.sys, "argv", ["installer.py", "-i", "prod", "--bundle", str(bundle)])
+    monkeypatch.setattr(installer.subprocess, "run", pip)
+    monkeypatch.setattr(installer.os, "execv", lambda *args: None)
+    installer.bootstrap()
+    assert "--no-index" in seen["argv"] and "--require-hashes" in seen["argv"]
+    # The hashes pip checks are this checkout's, never the bundle's.
+    assert seen["argv"][-1] == str(paths.ROOT / "requirements.txt")
+    assert seen["wheels"] == ["ansible-12.3.0-py3-none-any.whl"]
+
+
+def test_a_bundle_without_this_pythons_wheels_stops_with_what_to_do(tmp_path, monkeypatch, capsys):
+    bundle = bundle_with_wheels(tmp_path / "platform.bundle", "3.0")
+    monkeypatch.setattr(installer, "VENV", tmp_path / "venv")
+    monkeypatch.setattr(installer, "STAMP", tmp_path / "stamp")
+    monkeypatch.setattr(installer, "venv_usable", lambda python: True)
+    monkeypatch.setattr(installer.sys, "argv", ["installer.py", "--bundle=" + str(bundle), "-i", "prod"])
+    with pytest.raises(SystemExit) as stopped:
+        installer.bootstrap()
+    assert stopped.value.code == 4
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert f"holds no wheels for Python {version}, this machine's" in capsys.readouterr().err

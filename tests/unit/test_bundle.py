@@ -163,10 +163,83 @@ def test_installer_bundle_verify_names_each_problem_and_exits_4(capsys, folder, 
     (["bundle", "-i", "local", "--output", "x.tar", "--release", "12", "--build-image", "13=debian:trixie"],
      "--build-image 13=debian:trixie: expected N=IMAGE with N one of the bundle's releases (12)"),
     (["bundle", "-i", "local", "--output", "x.tar", "--release", "11"], "--release 11: expected one of 12, 13"),
-    (["check", "-i", "local", "--fingerprint", "AB"], "--fingerprint goes with bundle verify"),
+    (["check", "-i", "local", "--fingerprint", "AB"], "--fingerprint goes with bundle verify and --bundle"),
+    (["install", "-i", "local", "--bundle", "x.tar"], "--bundle needs --fingerprint FPR"),
+    (["backup", "-i", "local", "--bundle", "x.tar", "--fingerprint", "AB"],
+     "--bundle goes with install, check, verify, preflight"),
     (["bundle", "verify", "x.tar", "--fingerprint", "AB"], "--fingerprint 'AB': expected the bundle key's 40 hex"),
 ])
 def test_bundle_command_lines_that_cannot_work_exit_4(capsys, argv, expected):
     assert main(argv) == 4
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and expected in err, err
+
+
+# --- installing from a bundle (--bundle) ---------------------------------------------------------
+
+REPOSITORY = {"apt/bookworm/redis-server_7.0.15-1_amd64.deb": b"a package\n" * 100,
+              "apt/bookworm/Packages": b"Package: redis-server\n", "apt/bookworm/InRelease": b"signed\n",
+              "images/platform-demo-app_1.tar": b"an image\n", "ollama/ollama-linux-amd64.tgz": b"a release\n",
+              "models/manifests/registry.ollama.ai/library/m/1b": b"{}", "bundle.json": json.dumps({
+                  "releases": ["12"], "plan": {"packages": {"12": {"debian": {"redis-server": ["redis"]}}},
+                                              "images": {"platform-demo-app:1": ""},
+                                              "ollama_archive": {"name": "ollama-linux-amd64.tgz"},
+                                              "ollama_models": ["m:1b"], "ollama_models_src": ""}}).encode()}
+
+
+def test_a_bundle_is_unpacked_once_checked_with_the_settings_that_point_a_run_at_it(folder, signing_key, tmp_path):
+    archive = built(folder, signing_key, REPOSITORY)
+    root = tmp_path / "bundles"
+    unpacked = bundle.unpacked(archive, signing_key[1], root)
+    assert (unpacked / "apt" / "bookworm" / "Packages").read_bytes() == REPOSITORY["apt/bookworm/Packages"]
+    # The release's repository as one archive for the hosts, the same bytes whenever it is made.
+    first = (unpacked / "apt" / "bookworm.tar").read_bytes()
+    bundle.repository_archive(unpacked / "apt" / "bookworm", tmp_path / "again.tar")
+    assert (tmp_path / "again.tar").read_bytes() == first
+    with tarfile.open(unpacked / "apt" / "bookworm.tar") as tar:
+        assert sorted(tar.getnames()) == ["InRelease", "Packages", "redis-server_7.0.15-1_amd64.deb"]
+    assert bundle.unpacked(archive, signing_key[1], root) == unpacked
+    assert [p.name for p in root.iterdir()] == [unpacked.name]
+    settings = bundle.install_settings(unpacked, signing_key[1])
+    assert settings == {
+        "platform_bundle_dir": str(unpacked), "platform_bundle_releases": ["12"],
+        "platform_bundle_fingerprint": signing_key[1],
+        "platform_bundle_images": {"platform-demo-app:1": str(unpacked / "images" / "platform-demo-app_1.tar")},
+        "ollama_archive_src": str(unpacked / "ollama" / "ollama-linux-amd64.tgz"),
+        "ollama_models_src": str(unpacked / "models")}
+
+
+def test_a_bundle_that_fails_its_check_is_never_unpacked(folder, signing_key, tmp_path):
+    archive = repacked(built(folder, signing_key, REPOSITORY),
+                       lambda n, data: [(n, b"tampered" if n == "apt/bookworm/Packages" else data)])
+    with pytest.raises(BadInput) as refused:
+        bundle.unpacked(archive, signing_key[1], tmp_path / "bundles")
+    assert refused.value.messages[0].startswith(f"--bundle {archive}: apt/bookworm/Packages: altered")
+    assert not (tmp_path / "bundles").exists()
+
+
+def test_what_the_install_needs_and_the_bundle_lacks_is_named():
+    from platformctl.bundle_plan import Plan, missing
+
+    carried = json.loads(REPOSITORY["bundle.json"])["plan"]
+    needed = Plan(packages={"12": {"debian": {"redis-server": ["redis"]}}}, images={"platform-demo-app:1": ""},
+                  ollama_archive={"name": "ollama-linux-amd64.tgz"}, ollama_models=["m:1b"])
+    assert missing(needed, carried) == []
+    needed.packages["12"]["debian"]["htop"] = ["common"]
+    needed.packages["12"]["pgdg"] = {"postgresql-17": ["postgresql"]}
+    needed.images["acme/api:2"] = ""
+    needed.ollama_models.append("qwen2:0.5b")
+    assert missing(needed, carried) == ["Debian 12: the packages htop",
+                                        "Debian 12: the packages postgresql-17 (from the pgdg repository)",
+                                        "the image acme/api:2", "the model qwen2:0.5b"]
+
+
+def test_a_host_whose_release_the_bundle_lacks_stops_preflight():
+    from platformctl import hostchecks
+
+    probe = {"os": "Debian 13", "os_version": "13.1", "python": "3.13", "uid": "0"}
+    bundled = hostchecks.Context({"platform_bundle_dir": "/b", "platform_bundle_releases": ["12"]}, [], {})
+    findings = [f for f in hostchecks._system(probe, bundled) if f[0] == "offline bundle"]
+    assert findings == [("offline bundle", "Debian 13; the bundle carries packages for Debian 12",
+                         "build the bundle for this host's release too (installer.py bundle --release 13)", True)]
+    assert not [f for f in hostchecks._system(probe, hostchecks.Context({}, [], {})) if f[0] == "offline bundle"]

@@ -74,7 +74,8 @@ def plan(action: str, groups: dict | None = None) -> dict[str, list[str]]:
 
 def test_the_dispatch_gives_each_role_the_hosts_of_its_groups_in_order():
     install = plan("install")
-    assert list(install)[:2] == ["common", "firewall"]
+    # The offline bundle's repository first: every other role's packages come from it.
+    assert list(install)[:3] == ["offline_bundle", "common", "firewall"]
     assert install["common"] == INVENTORY["all"]
     assert install["nvidia_driver"] == ["gpu-app", "gpu-only"]
     assert install["nvidia_container_toolkit"] == ["gpu-app"]  # GPU hosts that run Docker only
