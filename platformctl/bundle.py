@@ -133,6 +133,26 @@ def stop_agent(home: Path) -> None:
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, check=False)
 
 
+def signing_home() -> Path:
+    """The bundle key's GnuPG home on the machine that builds bundles, beside the vault
+    passwords (PLATFORMCTL_SECRETS_DIR, else ~/.config/platformctl): one key signs every bundle
+    built there, so a site pins its fingerprint once and takes newer bundles under it."""
+    base = Path(os.environ.get("PLATFORMCTL_SECRETS_DIR", Path.home() / ".config" / "platformctl"))
+    home = base / "bundle-key"
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return home
+
+
+def signing_key(ring: Keyring) -> tuple[str, bool]:
+    """The fingerprint of the key in `ring` that signs bundles, made there the first time;
+    and whether it was made now."""
+    listed = ring.gpg("--list-secret-keys", "--with-colons").stdout
+    found = re.findall(rb"^fpr:(?:[^:]*:){8}([0-9A-F]{40}):", listed, re.MULTILINE)
+    if found:
+        return found[0].decode(), False
+    return ring.generate(f"platform offline bundles ({os.uname().nodename})"), True
+
+
 @contextmanager
 def keyring() -> Iterator[Keyring]:
     with tempfile.TemporaryDirectory(prefix="platformctl-gpg-") as home:

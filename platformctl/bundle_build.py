@@ -233,16 +233,23 @@ def build(plan: Plan, output: Path, releases: list[str], build_images: dict[str,
         raise BadInput(f"--output {output}: exists; name a new file (bundles are never overwritten)")
     if not output.parent.is_dir():
         raise BadInput(f"--output {output}: no folder {output.parent}")
-    with tempfile.TemporaryDirectory(prefix="platformctl-bundle-", dir=output.parent) as work_dir, \
-            bundle.keyring() as ring:
+    ring = bundle.Keyring(bundle.signing_home())
+    with tempfile.TemporaryDirectory(prefix="platformctl-bundle-", dir=output.parent) as work_dir:
         work = Path(work_dir) / "bundle"
         work.mkdir()
         job = Build(plan, work, say, build_images)
-        fingerprint = ring.generate(f"platform offline bundle {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        try:
+            fingerprint, made = bundle.signing_key(ring)
+        finally:
+            bundle.stop_agent(ring.home)
+        say(f"signing with {'a new key made' if made else 'the key'} in {ring.home}: {fingerprint}")
         for release in releases:
             job.step(f"packages (Debian {release})", lambda component, release=release: job.packages(release,
                                                                                                      component))
-        job.sign_repositories(ring.home, fingerprint)
+        try:
+            job.sign_repositories(ring.home, fingerprint)
+        finally:
+            bundle.stop_agent(ring.home)
         job.step("controller wheels", lambda component: job.wheels(releases, component))
         if plan.images:
             job.step("app images", job.images)
@@ -252,7 +259,10 @@ def build(plan: Plan, output: Path, releases: list[str], build_images: dict[str,
             job.step("ollama models", job.models)
         (work / PLAN_FILE).write_text(json.dumps({"releases": releases, "plan": plan.as_dict()}, indent=1,
                                                  sort_keys=True) + "\n")
-        bundle.sign_folder(work, ring.home, fingerprint)
+        try:
+            bundle.sign_folder(work, ring.home, fingerprint)
+        finally:
+            bundle.stop_agent(ring.home)
         partial = output.with_name(output.name + ".partial")
         bundle.pack(work, partial)
         partial.replace(output)

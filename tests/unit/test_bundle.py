@@ -243,3 +243,15 @@ def test_a_host_whose_release_the_bundle_lacks_stops_preflight():
     assert findings == [("offline bundle", "Debian 13; the bundle carries packages for Debian 12",
                          "build the bundle for this host's release too (installer.py bundle --release 13)", True)]
     assert not [f for f in hostchecks._system(probe, hostchecks.Context({}, [], {})) if f[0] == "offline bundle"]
+
+
+def test_one_key_signs_every_bundle_built_on_a_machine(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLATFORMCTL_SECRETS_DIR", str(tmp_path))
+    home = bundle.signing_home()
+    assert home == tmp_path / "bundle-key" and home.stat().st_mode & 0o777 == 0o700
+    try:
+        made, first = bundle.signing_key(bundle.Keyring(home))
+        again, second = bundle.signing_key(bundle.Keyring(bundle.signing_home()))
+    finally:
+        bundle.stop_agent(home)
+    assert (first, second) == (True, False) and again == made and bundle.FINGERPRINT.match(made)

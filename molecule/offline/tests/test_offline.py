@@ -1,6 +1,8 @@
 """The install from an offline bundle (converge.yml) on a host with no network at all, then
 what an operator does next with bundles: a rerun, a check, a bundle that lacks something,
-and a newer bundle that carries one more package."""
+and a newer bundle that carries one more package. Every test takes the host so that they run
+in this file's order (testinfra runs the host's tests first): the last one changes the
+inventory."""
 
 from __future__ import annotations
 
@@ -65,14 +67,14 @@ def test_the_host_has_no_network(host):
     assert reach.rc != 0 and "Network is unreachable" in reach.stderr, reach.stderr
 
 
-def test_the_install_from_the_bundle_passed_every_probe():
+def test_the_install_from_the_bundle_passed_every_probe(host):
     summary = json.loads((EPHEMERAL / "install-1.json").read_text())
     assert summary["exit_code"] == 0
     failing = [(p["probe"], p["result"]) for p in summary["probes"] if p["result"] != "pass"]
     assert summary["probes"] and not failing, failing
 
 
-def test_no_task_reached_for_the_network():
+def test_no_task_reached_for_the_network(host):
     """With no route anywhere, a fetch fails at once: none may have been tried, even by a task
     whose failure is tolerated."""
     tried = [f"{log.parent.name}: {match.group(0)}" for log in sorted((EPHEMERAL / "runs").glob("*/stdout"))
@@ -98,18 +100,18 @@ def test_apt_has_the_hosts_own_sources_back_and_trusts_the_bundle_key_for_its_so
         "gpg --batch --show-keys --with-colons /etc/apt/keyrings/platform-bundle.asc")
 
 
-def test_a_rerun_with_the_same_bundle_changes_nothing():
+def test_a_rerun_with_the_same_bundle_changes_nothing(host):
     proc, summary = installer("--bundle", str(FIRST_BUNDLE), "--fingerprint", fingerprint(FIRST_BUNDLE))
     assert proc.returncode == 0, outcome(proc, summary)
     assert summary["totals"]["changed"] == 0, sorted(changed_tasks(summary))
 
 
-def test_check_with_the_bundle_finds_no_drift():
+def test_check_with_the_bundle_finds_no_drift(host):
     proc, summary = installer("check", "--bundle", str(FIRST_BUNDLE), "--fingerprint", fingerprint(FIRST_BUNDLE))
     assert proc.returncode == 0, outcome(proc, summary) + f"; drift {summary.get('drift')}"
 
 
-def test_a_bundle_that_lacks_what_the_inventory_wants_stops_before_any_host_is_touched():
+def test_a_bundle_that_lacks_what_the_inventory_wants_stops_before_any_host_is_touched(host):
     wanted = json.dumps({"ollama_models": ["standin-offline:1b", "qwen2:0.5b"]})
     proc, _ = installer("preflight", "-e", wanted, "--bundle", str(FIRST_BUNDLE), "--fingerprint",
                         fingerprint(FIRST_BUNDLE))
@@ -117,7 +119,7 @@ def test_a_bundle_that_lacks_what_the_inventory_wants_stops_before_any_host_is_t
     assert f"--bundle {FIRST_BUNDLE} lacks the model qwen2:0.5b" in proc.stderr
 
 
-def test_a_bundle_under_another_fingerprint_is_refused():
+def test_a_bundle_under_another_fingerprint_is_refused(host):
     other = "0123456789ABCDEF0123456789ABCDEF01234567"
     proc, _ = installer("--bundle", str(FIRST_BUNDLE), "--fingerprint", other)
     assert proc.returncode == 4
@@ -138,8 +140,12 @@ def test_a_newer_bundle_applies_only_its_difference(host):
     assert host.run("dpkg-query -W tree").rc != 0
     proc, summary = installer("--bundle", str(second), "--fingerprint", fingerprint(second))
     assert proc.returncode == 0, outcome(proc, summary)
+    # The same key signs both bundles (the build machine's), so the host's trust is unchanged;
+    # the backup role's copy of the inventory follows the inventory's change.
     assert changed_tasks(summary) == {"offline_bundle : Copy this release's repository",
-                                      "offline_bundle : Unpack the repository", "common : Install the base packages"}
+                                      "offline_bundle : Unpack the repository", "common : Install the base packages",
+                                      "backup : Copy the inventory"}
+    assert fingerprint(second) == fingerprint(FIRST_BUNDLE)
     assert host.run("dpkg-query -W tree").rc == 0
     again, summary = installer("--bundle", str(second), "--fingerprint", fingerprint(second))
     assert again.returncode == 0 and summary["totals"]["changed"] == 0, sorted(changed_tasks(summary))
