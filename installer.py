@@ -92,7 +92,9 @@ def create_venv() -> None:
 
 
 def bundle_given(argv: list[str]) -> "Path | None":
-    """The offline bundle named on the command line (--bundle FILE), if any."""
+    """The offline bundle named on the command line (--bundle FILE, or bundle verify FILE), if any."""
+    if argv[:2] == ["bundle", "verify"] and len(argv) > 2:
+        return Path(argv[2])
     for n, arg in enumerate(argv):
         if arg == "--bundle" and n + 1 < len(argv):
             return Path(argv[n + 1])

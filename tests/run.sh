@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: sets up what it needs, lints, then runs pytest (installer unit
-# tests and every molecule scenario). Extra arguments go to pytest:
+# tests, the offline bundle's build, and every molecule scenario). Extra arguments go to pytest:
 #   tests/run.sh                         everything
 #   tests/run.sh tests/unit              only the installer's unit tests
 #   tests/run.sh -k firewall             one molecule scenario

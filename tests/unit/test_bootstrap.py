@@ -133,3 +133,11 @@ def test_a_bundle_without_this_pythons_wheels_stops_with_what_to_do(tmp_path, mo
     assert stopped.value.code == 4
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     assert f"holds no wheels for Python {version}, this machine's" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["-i", "prod", "--bundle", "b.bundle"], "b.bundle"), (["--bundle=b.bundle", "check"], "b.bundle"),
+    (["bundle", "verify", "b.bundle", "--fingerprint", "F"], "b.bundle"), (["-i", "prod"], None),
+    (["bundle", "--inventory", "prod", "--output", "b.bundle"], None)])
+def test_the_bundle_the_command_line_names(argv, expected):
+    assert installer.bundle_given(argv) == (Path(expected) if expected else None)

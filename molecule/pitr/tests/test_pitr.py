@@ -18,6 +18,7 @@ import pytest
 import testinfra.utils.ansible_runner
 import yaml
 from drill import SCRATCH, archive_now, heartbeat, result, stale_heartbeat
+from installer_runs import changed_tasks, outcome
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
@@ -93,26 +94,6 @@ def installer(inventory: Path, *args: str) -> tuple[subprocess.CompletedProcess,
                           cwd=ROOT, env=env, text=True, capture_output=True, check=False, timeout=1800)
     sys.stdout.write(proc.stdout + proc.stderr)
     return proc, json.loads(summary.read_text()) if summary.is_file() else {}
-
-
-def outcome(proc: subprocess.CompletedProcess, summary: dict) -> str:
-    """What an installer.py run ended with, for an assertion's message: the scenario's
-    runner shows only the end of the output, which an earlier run's output may push out."""
-    failures = [(f["host"], f["task"], f["message"][:300]) for f in summary.get("failures", [])]
-    probes = [(p["host"], p["probe"], p["result"][:300]) for p in summary.get("probes", []) if p["result"] != "pass"]
-    tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
-    return f"exit {proc.returncode}; failed tasks {failures}; probes not passing {probes}; last lines {tail}"
-
-
-def changed_tasks(summary: dict) -> list[str]:
-    """The tasks that reported a change, from the run's log: `TASK [name]` then `changed: [host]`."""
-    task, changed = "", []
-    for line in Path(summary["run_log"]).read_text().splitlines():
-        if line.startswith("TASK ["):
-            task = line[6:line.rfind("]")]
-        elif line.startswith("changed: ["):
-            changed.append(f"{task} {line[9:line.index(']') + 1]}")
-    return changed
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess:
