@@ -166,3 +166,23 @@ def test_the_pinned_ollama_release_has_its_sums_in_the_defaults():
     assert set(sums) == {"amd64", "arm64"}
     assert all(re.fullmatch(r"[0-9a-f]{64}", value) for value in sums.values())
     assert "ollama_release_sha256[ollama_version]" in defaults["ollama_archive_sha256"]
+
+
+def test_no_tags_on_the_blocks_around_the_role_dispatch():
+    """Tags on a block reach the tasks of the roles its includes bring in: a block tagged
+    `always` around site.yml's dispatch made `--tags redis` run every role."""
+    site = yaml.safe_load((paths.PLAYBOOKS / "site.yml").read_text())
+
+    def enclosing_blocks(tasks: list, outer: list) -> list | None:
+        for task in tasks:
+            if str(task.get("ansible.builtin.include_tasks", "")).endswith("role_action.yml"):
+                return outer
+            for section in ("block", "rescue", "always"):
+                found = enclosing_blocks(task.get(section) or [], [*outer, task]) if section in task else None
+                if found is not None:
+                    return found
+        return None
+
+    blocks = enclosing_blocks(site[0]["tasks"], [])
+    assert blocks is not None, "site.yml no longer includes tasks/role_action.yml"
+    assert [block["name"] for block in blocks if "tags" in block] == []

@@ -27,8 +27,9 @@ FIRST_BUNDLE = EPHEMERAL / "platform-1.bundle"
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
 assert testinfra_hosts, f"no host in {INVENTORY}: every test would be skipped"
 # What a task that reached for the network leaves in the run's log (apt, curl, Python, Docker).
-NETWORK_ERRORS = re.compile(r"Temporary failure in name resolution|Network is unreachable|Could not resolve|"
-                            r"Failed to fetch|Name or service not known|dial tcp|Cannot initiate the connection")
+NETWORK_ERRORS = re.compile(r"Temporary failure in name resolution|Temporary failure resolving|"
+                            r"Network is unreachable|Could not resolve|Failed to fetch|Name or service not known|"
+                            r"dial tcp|Cannot initiate the connection")
 
 
 def fingerprint(archive: Path) -> str:
