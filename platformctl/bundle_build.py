@@ -90,12 +90,6 @@ class Build:
 
     def packages(self, release: str, component: Component) -> None:
         wanted = self.plan.packages[release]
-        foreign = {repository: sorted(names) for repository, names in wanted.items() if repository != "debian"}
-        if foreign:
-            raise BadInput(*(f"packages from the {repository} repository ({', '.join(names)}): bundles carry "
-                             "Debian's own packages only so far; choose the distribution's packages (docker_source "
-                             "docker.io, postgresql_repository distribution, no Grafana) or install those hosts "
-                             "with internet" for repository, names in foreign.items()))
         names = sorted(wanted.get("debian", {}))
         codename = DEBIAN_CODENAMES[release]
         target = self.work / APT_DIR / codename

@@ -178,6 +178,29 @@ def _add_artifacts(plan: Plan, loaded: Any, all_manifests: list, contexts: RoleC
             plan.ollama_models_src = plan.ollama_models_src or str(settings["models_src"])
 
 
+# What to do where the inventory wants packages from a repository other than Debian's, which
+# bundles do not carry yet.
+NOT_BUNDLED = {
+    "docker-ce": "set docker_source: docker.io (Debian's engine)",
+    "pgdg": "set postgresql_repository: distribution (Debian's PostgreSQL)",
+    "grafana": "set monitoring_grafana_install: false and install Grafana yourself, or leave it out",
+    "nvidia": "GPU hosts that run Docker need NVIDIA's container toolkit: install those hosts with internet, "
+              "or leave them out of the inventory you bundle",
+}
+
+
+def not_bundled(plan: Plan) -> list[str]:
+    """One message per repository other than Debian's that the inventory's packages come from."""
+    found: dict[str, set[str]] = {}
+    for by_repository in plan.packages.values():
+        for repository, names in by_repository.items():
+            if repository != "debian":
+                found.setdefault(repository, set()).update(names)
+    return [f"packages from the {repository} repository ({', '.join(sorted(names))}): bundles carry Debian's own "
+            f"packages only; {NOT_BUNDLED.get(repository, 'choose the distribution package')}"
+            for repository, names in sorted(found.items())]
+
+
 def missing(plan: Plan, bundled: dict[str, Any]) -> list[str]:
     """What the inventory's install needs that a bundle's plan (its bundle.json) lacks: each
     package of each release it carries, each app image, Ollama's release and each model."""

@@ -656,6 +656,9 @@ def cmd_bundle(session: Session) -> int:
                            f"({', '.join(releases)})")
         build_images[release] = image
     plan = bundle_plan.make(session.loaded, releases)
+    refused = bundle_plan.not_bundled(plan)
+    if refused:
+        raise BadInput(*(f"{session.inventory.path}: {problem}" for problem in refused))
     count = {release: sum(len(names) for names in by_repository.values())
              for release, by_repository in plan.packages.items()}
     console.print(f"bundle: {session.inventory.path.name}: packages of Debian "

@@ -151,3 +151,27 @@ def test_every_apt_task_installs_what_the_manifest_lists(role):
         used = set(VARIABLE.findall(names)) - COVERED_OTHERWISE
         assert used and used <= listed, f"{file.name}: {task['name']}: {sorted(used - listed)} not in the manifest"
     assert bool(manifest.packages) == any(True for _ in apt_tasks(role))
+
+
+def test_packages_from_other_repositories_are_refused_with_what_to_set(tmp_path):
+    main = "---\npostgresql_repository: pgdg\ndocker_source: docker-ce\n"
+    plan = plan_of(tmp_path / "inventory", ("12",), with_group("gpu", "web"), main=main)
+    assert [line.split(" repository")[0] for line in bundle_plan.not_bundled(plan)] == [
+        "packages from the docker-ce", "packages from the nvidia", "packages from the pgdg"]
+    assert "set postgresql_repository: distribution" in bundle_plan.not_bundled(plan)[2]
+    assert bundle_plan.not_bundled(plan_of(tmp_path / "plain", ("12",))) == []
+
+
+def test_installer_bundle_refuses_them_before_building_anything(tmp_path, capsys):
+    from platformctl.cli import main
+
+    folder = tmp_path / "inventory"
+    plan_of(folder, ("12",), with_group("gpu", "web"))
+    output = tmp_path / "platform.bundle"
+    assert main(["bundle", "--inventory", str(folder), "--output", str(output), "--release", "12"]) == 4
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert errors == [f"error: {folder}: packages from the nvidia repository (libnvidia-container-tools, "
+                      "libnvidia-container1, nvidia-container-toolkit, nvidia-container-toolkit-base): bundles "
+                      "carry Debian's own packages only; GPU hosts that run Docker need NVIDIA's container "
+                      "toolkit: install those hosts with internet, or leave them out of the inventory you bundle"]
+    assert not output.exists()
