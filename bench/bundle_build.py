@@ -27,9 +27,11 @@ from bundle_standins import BUILD_IMAGES, import_app_image, remove_app_image, wr
 def build_once(inventory: Path, work: Path, extra: list[str]) -> dict:
     summary = work / "summary.json"
     output = work / "platform.bundle"
+    # A bundle key of the bench's own, not the user's (~/.config/platformctl).
+    env = dict(os.environ, PLATFORMCTL_SECRETS_DIR=str(work / "secrets"))
     proc = subprocess.run([sys.executable, str(ROOT / "installer.py"), "bundle", "--inventory", str(inventory),
                            "--output", str(output), *extra, "--json", str(summary)],
-                          cwd=ROOT, capture_output=True, text=True, check=False)
+                          cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         sys.exit(f"installer.py bundle exited {proc.returncode}:\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}")
     document = json.loads(summary.read_text())

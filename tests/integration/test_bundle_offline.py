@@ -8,6 +8,7 @@ are molecule/resources/bundle_standins.py's.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -34,9 +35,11 @@ def built(tmp_path_factory):
     import_app_image()
     inventory = write_inventory(work)
     archive, summary = work / "platform.bundle", work / "bundle.json"
+    # The bundle key in the test's own folder, not the user's (~/.config/platformctl).
+    env = dict(os.environ, PLATFORMCTL_SECRETS_DIR=str(work / "secrets"))
     proc = subprocess.run([sys.executable, str(ROOT / "installer.py"), "bundle", "--inventory", str(inventory),
                            "--output", str(archive), *BUILD_IMAGES, "--json", str(summary)],
-                          cwd=ROOT, capture_output=True, text=True, check=False, timeout=1200)
+                          cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=1200)
     sys.stdout.write(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stderr[-3000:]
     unpacked = work / "unpacked"
