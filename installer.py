@@ -5,6 +5,7 @@ Run outside a virtual environment, it first creates .venv/ beside this file from
 requirements.txt (again whenever that file changes) and re-runs itself there. With
 `--bundle FILE` it installs them from the offline bundle's wheels, with no package index."""
 
+import base64
 import hashlib
 import os
 import shutil
@@ -53,12 +54,75 @@ def venv_packages(release: dict[str, str], version: str) -> list[str]:
     return ["python3-venv", f"python{version}-venv"] if family & {"debian", "ubuntu"} else []
 
 
+def key_fingerprint(armored: bytes) -> str:
+    """The v4 fingerprint of the primary key of an armored OpenPGP public key: SHA-1 over
+    0x99, the key packet's two-byte length and the packet (RFC 4880, 12.2). No gpg needed."""
+    lines = armored.decode("ascii", "replace").splitlines()
+    start = next(n for n, line in enumerate(lines) if line.startswith("-----BEGIN PGP PUBLIC KEY BLOCK"))
+    body = lines[start + 1:]
+    body = body[body.index("") + 1:] if "" in body else body
+    data = base64.b64decode("".join(line for line in body if line and not line.startswith(("=", "-----"))))
+    if data[0] & 0x40:  # a new-format packet header
+        tag, first = data[0] & 0x3F, data[1]
+        length, begin = (first, 2) if first < 192 else (((first - 192) << 8) + data[2] + 192, 3)
+    else:
+        tag, size = (data[0] >> 2) & 0x0F, (1, 2, 4)[data[0] & 0x03]
+        length, begin = int.from_bytes(data[1:1 + size], "big"), 1 + size
+    packet = data[begin:begin + length]
+    if tag != 6 or packet[:1] != b"\x04":
+        raise ValueError("not a version 4 OpenPGP public key")
+    return hashlib.sha1(b"\x99" + len(packet).to_bytes(2, "big") + packet).hexdigest().upper()  # noqa: S324 (OpenPGP's own)
+
+
+def pinned_fingerprint(argv: list[str]) -> str:
+    """--fingerprint FPR from the command line, as the bundle key's fingerprint is written."""
+    for n, arg in enumerate(argv):
+        value = argv[n + 1] if arg == "--fingerprint" and n + 1 < len(argv) else (
+            arg.partition("=")[2] if arg.startswith("--fingerprint=") else "")
+        if value:
+            return "".join(value.split()).upper()
+    return ""
+
+
+def bundle_apt_options(bundle: Path, work: Path) -> list[str]:
+    """apt options that make the bundle's repository of this release apt's only source, in
+    `work`, once the key in the bundle is the pinned one; the host's own lists are untouched."""
+    codename = os_release().get("VERSION_CODENAME", "")
+    prefix, found = f"apt/{codename}/", 0
+    with tarfile.open(bundle) as tar:
+        for member in tar:
+            name = member.name.removeprefix("./")
+            in_repository = name.startswith(prefix) and "/" not in name[len(prefix):]
+            if member.isfile() and (name == "bundle-key.asc" or in_repository):
+                (work / Path(name).name).write_bytes(tar.extractfile(member).read())
+                found += 1
+    pinned = pinned_fingerprint(sys.argv[1:])
+    key = work / "bundle-key.asc"
+    if not key.is_file() or found < 2:
+        fail(f"--bundle {bundle}: holds no repository of Debian {codename}, this machine's")
+    if not pinned or key_fingerprint(key.read_bytes()) != pinned:
+        fail(f"--bundle {bundle}: its key is not the one --fingerprint gives; nothing was installed from it")
+    (work / "lists" / "partial").mkdir(parents=True)
+    (work / "bundle.list").write_text(f"deb [signed-by={key}] file:{work} ./\n")
+    return ["-o", f"Dir::Etc::SourceList={work / 'bundle.list'}", "-o", "Dir::Etc::SourceParts=/nonexistent",
+            "-o", f"Dir::State::Lists={work / 'lists'}"]
+
+
 def install_venv_support(packages: list[str]) -> bool:
-    """As root, install what venv needs with apt (refreshing its lists once if they are stale)."""
+    """As root, install what venv needs with apt (refreshing its lists once if they are stale);
+    with --bundle, from the bundle's repository of this release alone."""
     if not packages or os.geteuid() != 0 or not shutil.which("apt-get"):
         return False
     sys.stderr.write(f"installing {' '.join(packages)} (needed to create the installer's virtual environment) ...\n")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    bundle = bundle_given(sys.argv[1:])
+    if bundle:
+        with tempfile.TemporaryDirectory(prefix="installer-apt-") as work:
+            os.chmod(work, 0o755)  # noqa: S103 apt reads file: sources as its own user; nothing secret here
+            options = bundle_apt_options(bundle, Path(work))
+            return (subprocess.run(["apt-get", *options, "update", "-q"], env=env, check=False).returncode == 0
+                    and subprocess.run(["apt-get", *options, "install", "-y", "-q", *packages], env=env,
+                                       check=False).returncode == 0)
     install = ["apt-get", "install", "-y", "-q", *packages]
     if subprocess.run(install, env=env, check=False).returncode == 0:
         return True

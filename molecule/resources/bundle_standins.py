@@ -7,6 +7,7 @@ the bundle test (tests/integration) and its bench (bench/bundle_build.py)."""
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -61,3 +62,13 @@ platform_apps:
   - {{name: api, image: "{APP_IMAGE}", port: 8000, healthcheck: {{path: /health}}, route: {{path: /}}}}
 """)
     return inventory
+
+
+def copy_checkout(dest: Path) -> Path:
+    """This checkout's files as a site receives them (git's files, no .venv/), at `dest`."""
+    files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True, check=True).stdout
+    for name in filter(None, files.decode().split("\0")):
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    return dest

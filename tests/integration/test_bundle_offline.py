@@ -15,7 +15,16 @@ import tarfile
 import uuid
 
 import pytest
-from bundle_standins import APP_IMAGE, BUILD_IMAGES, RELEASES, ROOT, import_app_image, remove_app_image, write_inventory
+from bundle_standins import (
+    APP_IMAGE,
+    BUILD_IMAGES,
+    RELEASES,
+    ROOT,
+    copy_checkout,
+    import_app_image,
+    remove_app_image,
+    write_inventory,
+)
 
 from platformctl import bundle
 from platformctl.bundle_plan import DEBIAN_PYTHON, image_file
@@ -118,5 +127,34 @@ def test_a_host_with_no_network_installs_every_package_from_the_bundle(built, re
         statuses = dict(reversed(line.split()) for line in installed.stdout.splitlines() if line.startswith(
             ("installed ", "not-installed ", "config-files ", "half-")))
         assert {package: statuses.get(package) for package in packages} == dict.fromkeys(packages, "installed")
+    finally:
+        docker("rm", "-f", name)
+
+
+@pytest.mark.parametrize("release", list(RELEASES))
+def test_a_controller_with_no_network_and_no_venv_support_starts_from_the_bundle(built, release, tmp_path):
+    """A site's controller as root, with Debian's Python but not python3-venv and no network:
+    installer.py installs venv support from the bundle's repository (once its key is the
+    pinned one), builds its environment from the bundle's wheels, then checks the bundle."""
+    archive, summary = built[0], built[1]
+    checkout = copy_checkout(tmp_path / "installer")
+    name = f"platform-bundle-controller-{release}-{uuid.uuid4().hex[:6]}"
+    started = docker("run", "-d", "--name", name, "--network", "none", "-v", f"{checkout}:/installer", "-v",
+                     f"{archive}:/platform.bundle:ro", f"platform-test-debian{release}:latest", "sleep", "infinity")
+    assert started.returncode == 0, started.stderr
+    try:
+        def verify(fingerprint: str) -> subprocess.CompletedProcess:
+            return subprocess.run(["docker", "exec", "-w", "/installer", name, "python3", "installer.py", "bundle",
+                                   "verify", "/platform.bundle", "--fingerprint", fingerprint],
+                                  capture_output=True, text=True, check=False, timeout=900)
+
+        assert subprocess.run(["docker", "exec", name, "python3", "-c", "import ensurepip"],
+                              capture_output=True, check=False).returncode != 0, "the image has venv support already"
+        wrong = verify("0123456789ABCDEF0123456789ABCDEF01234567")
+        assert wrong.returncode == 4 and "its key is not the one --fingerprint gives" in wrong.stderr, wrong.stderr
+        checked = verify(summary["fingerprint"])
+        assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-3000:]
+        assert f"signed by {summary['fingerprint']}" in checked.stdout
+        assert "from the wheels of /platform.bundle" in checked.stderr
     finally:
         docker("rm", "-f", name)

@@ -141,3 +141,25 @@ def test_a_bundle_without_this_pythons_wheels_stops_with_what_to_do(tmp_path, mo
     (["bundle", "--inventory", "prod", "--output", "b.bundle"], None)])
 def test_the_bundle_the_command_line_names(argv, expected):
     assert installer.bundle_given(argv) == (Path(expected) if expected else None)
+
+
+def test_the_bundle_keys_fingerprint_is_read_without_gpg_as_gpg_reads_it(tmp_path):
+    from platformctl import bundle
+
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    ring = bundle.Keyring(home)
+    try:
+        fingerprint = ring.generate("bundle key")
+        armored = ring.export(fingerprint)
+    finally:
+        bundle.stop_agent(home)
+    assert installer.key_fingerprint(armored) == fingerprint
+    with pytest.raises(ValueError, match="not a version 4 OpenPGP public key"):
+        installer.key_fingerprint(b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nyAQA\n-----END PGP PUBLIC KEY BLOCK-----\n")
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--fingerprint", "b53a e77b adb6"], "B53AE77BADB6"), (["--fingerprint=ab12"], "AB12"), (["-i", "x"], "")])
+def test_the_pinned_fingerprint_on_the_command_line(argv, expected):
+    assert installer.pinned_fingerprint(argv) == expected

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import uuid
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import testinfra.utils.ansible_runner
+from bundle_standins import copy_checkout
 from installer_runs import changed_tasks, outcome
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -116,12 +116,7 @@ def test_a_controller_without_a_package_index_builds_its_venv_from_the_bundle(ho
     """This checkout's files copied as a site receives them (no .venv/), then installer.py
     started there with the system's Python and a package index that cannot answer: it builds
     its virtual environment from the bundle's wheels and verifies the host."""
-    copy = tmp_path / "controller"
-    files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True, check=True).stdout
-    for name in filter(None, files.decode().split("\0")):
-        if (ROOT / name).is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, copy / name)
+    copy = copy_checkout(tmp_path / "controller")
     python = Path(sys.base_prefix) / "bin" / "python3"
     env = dict(os.environ, PIP_INDEX_URL="http://127.0.0.1:9/simple")
     env.pop("VIRTUAL_ENV", None)
