@@ -14,6 +14,7 @@ from ansible.template import trust_as_template
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from platformctl import manifests
+from platformctl.bundle_plan import trusted
 
 DOCUMENTATION = """
 name: platform_downloads
@@ -50,14 +51,5 @@ class LookupModule(LookupBase):
     def _role_file(self, folder: Path) -> dict:
         """A role's defaults or vars, their templates trusted as the role's own would be."""
         file = folder / "main.yml"
-        return _trusted(self._loader.load_from_file(str(file)) or {}) if file.is_file() else {}
+        return trusted(self._loader.load_from_file(str(file)) or {}) if file.is_file() else {}
 
-
-def _trusted(value):
-    if isinstance(value, str):
-        return trust_as_template(value)
-    if isinstance(value, dict):
-        return {key: _trusted(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_trusted(item) for item in value]
-    return value
