@@ -27,5 +27,7 @@ step "ruff" .venv/bin/ruff check .
 export PLATFORM_TEST_PROGRESS="${PLATFORM_TEST_PROGRESS:-$(mktemp -t platform-test-progress.XXXXXX)}"
 tail -n 0 -F --pid=$$ "$PLATFORM_TEST_PROGRESS" 2>/dev/null | sed -u 's/^/  [scenario] /' &
 
-# One test at a time per worker, longest scenarios first (tests/molecule/test_scenarios.py).
-step "pytest" .venv/bin/pytest -n "${TEST_WORKERS:-4}" --dist load --maxschedchunk 1 --durations 20 "${@:-tests}"
+# One test at a time per worker, longest scenarios first (tests/molecule/test_scenarios.py):
+# the scenarios ahead of the rest, so that each worker starts with one of them.
+(($#)) || set -- tests/molecule tests/integration tests/unit
+step "pytest" .venv/bin/pytest -n "${TEST_WORKERS:-4}" --dist load --maxschedchunk 1 --durations 20 "$@"

@@ -7,8 +7,10 @@ are molecule/resources/bundle_standins.py's.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -35,28 +37,43 @@ def docker(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, worker_id):
     """A bundle of a one-host inventory (every group but gpu) for Debian 12 and 13:
-    (the archive, what `--json` reported, the folder it is unpacked in)."""
+    (the archive, what `--json` reported, the folder it is unpacked in, the build's output).
+    Built once per run: pytest-xdist's workers share the run's folder, and the first to
+    come builds it while the others wait."""
     if docker("info").returncode != 0:
         pytest.fail("the bundle test needs the Docker engine (tests/run.sh starts it)")
-    work = tmp_path_factory.mktemp("bundle")
+    run_dir = tmp_path_factory.getbasetemp()
+    work = (run_dir.parent if worker_id != "master" else run_dir) / "bundle"
+    archive, summary, unpacked, output = (work / "platform.bundle", work / "bundle.json", work / "unpacked",
+                                          work / "build.log")
+    with open(f"{work}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not unpacked.is_dir():
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir()
+            build(work, archive, summary, output)
+            with tarfile.open(archive) as tar:
+                tar.extractall(work / "unpacking", filter="data")
+            (work / "unpacking").rename(unpacked)
+    return archive, json.loads(summary.read_text()), unpacked, output.read_text()
+
+
+def build(work, archive, summary, output) -> None:
     import_app_image()
-    inventory = write_inventory(work)
-    archive, summary = work / "platform.bundle", work / "bundle.json"
-    # The bundle key in the test's own folder, not the user's (~/.config/platformctl).
-    env = dict(os.environ, PLATFORMCTL_SECRETS_DIR=str(work / "secrets"))
-    proc = subprocess.run([sys.executable, str(ROOT / "installer.py"), "bundle", "--inventory", str(inventory),
-                           "--output", str(archive), *BUILD_IMAGES, "--json", str(summary)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=1200)
+    try:
+        inventory = write_inventory(work)
+        # The bundle key in the test's own folder, not the user's (~/.config/platformctl).
+        env = dict(os.environ, PLATFORMCTL_SECRETS_DIR=str(work / "secrets"))
+        proc = subprocess.run([sys.executable, str(ROOT / "installer.py"), "bundle", "--inventory", str(inventory),
+                               "--output", str(archive), *BUILD_IMAGES, "--json", str(summary)],
+                              cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=1200)
+    finally:
+        remove_app_image()
     sys.stdout.write(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    unpacked = work / "unpacked"
-    unpacked.mkdir()
-    with tarfile.open(archive) as tar:
-        tar.extractall(unpacked, filter="data")
-    yield archive, json.loads(summary.read_text()), unpacked, proc.stdout
-    remove_app_image()
+    output.write_text(proc.stdout)
 
 
 def test_the_build_says_what_it_holds_and_the_bundle_verifies_with_its_fingerprint(built):
