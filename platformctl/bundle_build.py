@@ -45,6 +45,10 @@ done
 word='[^[:space:]]+[[:space:]]+'
 list=/etc/apt/sources.list
 [ -s $list ] && sed -i -E "s/^(deb[[:space:]]+$word[^[:space:]]+).*/\1 $COMPONENTS/" $list
+# The vendors' repositories the roles add, each under its own pinned key.
+for sources in /vendor/*.sources; do
+  [ -e "$sources" ] && cp "$sources" /etc/apt/sources.list.d/
+done
 apt-get update -qq
 apt-get install -y -qq --download-only -o Dir::Cache::archives=/repository "$@" >/dev/null
 rm -rf /repository/partial /repository/lock
@@ -89,22 +93,64 @@ class Build:
     # --- the steps ---------------------------------------------------------------------
 
     def packages(self, release: str, component: Component) -> None:
+        """Every package of the release, Debian's and the vendors' (plan.sources), with their
+        dependencies, in one flat repository the bundle's key signs."""
         wanted = self.plan.packages[release]
-        names = sorted(wanted.get("debian", {}))
+        names = sorted(name for by_name in wanted.values() for name in by_name)
         codename = DEBIAN_CODENAMES[release]
         target = self.work / APT_DIR / codename
         target.mkdir(parents=True)
         image = self.build_images[release]
-        self.say(f"packages for Debian {release} ({codename}): resolving {len(names)} packages in {image}")
-        environment = {"COMPONENTS": COMPONENTS, "CODENAME": codename, "OWNER": f"{os.getuid()}:{os.getgid()}"}
-        command = ["docker", "run", "--rm", "--entrypoint", "sh", "-v", f"{target}:/repository",
-                   *(arg for key, value in environment.items() for arg in ("-e", f"{key}={value}")),
-                   image, "-c", RESOLVE, "resolve", *names]
-        resolved = subprocess.run(command, capture_output=True, text=True, check=False)
+        with tempfile.TemporaryDirectory(prefix="vendor-", dir=self.work.parent) as vendor_dir:
+            mounts = self.vendor_sources(release, Path(vendor_dir))
+            self.say(f"packages for Debian {release} ({codename}): resolving {len(names)} packages in {image}")
+            environment = {"COMPONENTS": COMPONENTS, "CODENAME": codename, "OWNER": f"{os.getuid()}:{os.getgid()}"}
+            command = ["docker", "run", "--rm", "--entrypoint", "sh", "-v", f"{target}:/repository", *mounts,
+                       *(arg for key, value in environment.items() for arg in ("-e", f"{key}={value}")),
+                       image, "-c", RESOLVE, "resolve", *names]
+            resolved = subprocess.run(command, capture_output=True, text=True, check=False)
         if resolved.returncode != 0:
             raise InstallerError(f"resolving the packages of Debian {release} in {image} failed "
                                  f"(exit {resolved.returncode}): {resolved.stderr.strip()[-2000:]}")
         component.files = sorted(p for p in target.iterdir() if p.is_file())
+
+    def vendor_sources(self, release: str, folder: Path) -> list[str]:
+        """Each vendor repository's deb822 source and key in `folder` (the build container's
+        /vendor), its key checked against the pinned fingerprint first; the docker mounts."""
+        folder.chmod(0o755)  # apt's sandbox user reads the keys
+        mounts = ["-v", f"{folder}:/vendor:ro"]
+        for repository, source in sorted(self.plan.sources.get(release, {}).items()):
+            local = Path(source["local"]).expanduser() if source.get("local") else None
+            if local is not None:
+                if not (local / "gpgkey").is_file():
+                    raise BadInput(f"the {repository} repository's local copy {local}: no gpgkey in it")
+                key = (local / "gpgkey").read_bytes()
+                # copy: (not file:) so that apt copies its packages into the download folder.
+                uri = f"copy:/vendor-repositories/{repository}"
+                mounts += ["-v", f"{local.resolve()}:/vendor-repositories/{repository}:ro"]
+            else:
+                self.say(f"packages: the {repository} repository's key from {source['key_url']}")
+                try:
+                    with urllib.request.urlopen(source["key_url"], timeout=60) as answer:  # noqa: S310 (the role's URL)
+                        key = answer.read()
+                except OSError as error:
+                    raise InstallerError(f"the {repository} repository's key {source['key_url']}: {error}") from None
+                uri = source["uri"]
+            with bundle.keyring() as ring:
+                found = ring.import_key(key)
+            pinned = "".join(source["key_fingerprint"].split()).upper()
+            if found != [pinned]:
+                raise InstallerError(f"the {repository} repository's key has the fingerprint "
+                                     f"{', '.join(found) or 'of no OpenPGP key'}, not the pinned {pinned}: "
+                                     "the packages would not be the vendor's")
+            (folder / f"{repository}.asc").write_bytes(key)
+            (folder / f"{repository}.asc").chmod(0o644)
+            lines = ["Types: deb", f"URIs: {uri}", f"Suites: {source['suite']}",
+                     *([f"Components: {source['components']}"] if source.get("components") else []),
+                     f"Signed-By: /vendor/{repository}.asc"]
+            (folder / f"{repository}.sources").write_text("\n".join(lines) + "\n")
+            (folder / f"{repository}.sources").chmod(0o644)
+        return mounts
 
     def sign_repositories(self, key_home: Path, fingerprint: str) -> None:
         ring = bundle.Keyring(key_home)

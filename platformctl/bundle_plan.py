@@ -49,17 +49,20 @@ def release_facts(release: str) -> dict[str, Any]:
 @dataclass
 class Plan:
     """What the bundle holds: packages[release][repository][package] = the roles that install
-    it; images (each app image -> the inventory's image_archive of it, or "" to pull and save
-    it); the Ollama release and models, where hosts run Ollama."""
+    it; sources[release][repository] = where the build fetches a repository other than
+    Debian's (the role manifest's `source`, rendered); images (each app image -> the
+    inventory's image_archive of it, or "" to pull and save it); the Ollama release and
+    models, where hosts run Ollama."""
 
     packages: dict[str, dict[str, dict[str, list[str]]]] = field(default_factory=dict)
+    sources: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
     images: dict[str, str] = field(default_factory=dict)
     ollama_archive: dict[str, str] = field(default_factory=dict)
     ollama_models: list[str] = field(default_factory=list)
     ollama_models_src: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"packages": self.packages, "images": self.images,
+        return {"packages": self.packages, "sources": self.sources, "images": self.images,
                 "ollama_archive": self.ollama_archive, "ollama_models": self.ollama_models,
                 "ollama_models_src": self.ollama_models_src}
 
@@ -110,11 +113,14 @@ class RoleContext:
         return Templar(loader=self.loader, variables=context)
 
 
-def role_packages(templar: Any, manifest: manifests.Manifest, host: str) -> dict[str, list[str]]:
-    """repository -> the packages `manifest`'s role installs from it on this host."""
+def role_packages(templar: Any, manifest: manifests.Manifest,
+                  host: str) -> tuple[dict[str, list[str]], dict[str, dict[str, str]]]:
+    """repository -> the packages `manifest`'s role installs from it on this host, and
+    repository -> its rendered source, for those the manifest says where to fetch."""
     from ansible.errors import AnsibleError
 
     found: dict[str, list[str]] = {}
+    sources: dict[str, dict[str, str]] = {}
     for n, entry in enumerate(manifest.packages):
         where = f"roles/{manifest.role}/meta/platform.yml: packages[{n}] on {host}"
         try:
@@ -122,12 +128,14 @@ def role_packages(templar: Any, manifest: manifests.Manifest, host: str) -> dict
                 continue
             names = templar.template(trusted(entry.names))
             repository = str(templar.template(trusted(entry.repository)))
+            if entry.source:
+                sources[repository] = {key: str(templar.template(trusted(value))) for key, value in entry.source}
         except AnsibleError as err:
             raise BadInput(f"{where}: {str(err).splitlines()[0]}") from None
         if not isinstance(names, list) or not all(isinstance(name, str) and name for name in names):
             raise BadInput(f"{where}: names: expected a list of package names, got {names!r}")
         found.setdefault(repository, []).extend(names)
-    return found
+    return found, sources
 
 
 def make(loaded: Any, releases: list[str]) -> Plan:
@@ -148,7 +156,14 @@ def make(loaded: Any, releases: list[str]) -> Plan:
                 if not manifest.packages or not manifest.applies(loaded.groups_of(host), groups):
                     continue
                 templar = contexts.templar(manifest.role, host_vars, release)
-                for repository, names in role_packages(templar, manifest, host).items():
+                found, sources = role_packages(templar, manifest, host)
+                for repository, source in sources.items():
+                    known = plan.sources.setdefault(release, {}).setdefault(repository, source)
+                    if known != source:
+                        raise BadInput(f"{host}: the {repository} repository's settings differ from another host's "
+                                       f"({', '.join(k for k in source if source[k] != known.get(k))}): a bundle "
+                                       "fetches each repository once; give every host the same")
+                for repository, names in found.items():
                     wanted = by_repository.setdefault(repository, {})
                     for name in names:
                         wanted[name] = sorted({*wanted.get(name, []), manifest.role})
@@ -178,26 +193,25 @@ def _add_artifacts(plan: Plan, loaded: Any, all_manifests: list, contexts: RoleC
             plan.ollama_models_src = plan.ollama_models_src or str(settings["models_src"])
 
 
-# What to do where the inventory wants packages from a repository other than Debian's, which
-# bundles do not carry yet.
+# What to do where the inventory wants packages from a repository other than Debian's whose
+# role manifest gives no `source`: bundles do not carry those yet.
 NOT_BUNDLED = {
     "docker-ce": "set docker_source: docker.io (Debian's engine)",
     "pgdg": "set postgresql_repository: distribution (Debian's PostgreSQL)",
     "grafana": "set monitoring_grafana_install: false and install Grafana yourself, or leave it out",
-    "nvidia": "GPU hosts that run Docker need NVIDIA's container toolkit: install those hosts with internet, "
-              "or leave them out of the inventory you bundle",
 }
 
 
 def not_bundled(plan: Plan) -> list[str]:
-    """One message per repository other than Debian's that the inventory's packages come from."""
+    """One message per repository other than Debian's, with no source to fetch it from, that
+    the inventory's packages come from."""
     found: dict[str, set[str]] = {}
-    for by_repository in plan.packages.values():
+    for release, by_repository in plan.packages.items():
         for repository, names in by_repository.items():
-            if repository != "debian":
+            if repository != "debian" and repository not in plan.sources.get(release, {}):
                 found.setdefault(repository, set()).update(names)
-    return [f"packages from the {repository} repository ({', '.join(sorted(names))}): bundles carry Debian's own "
-            f"packages only; {NOT_BUNDLED.get(repository, 'choose the distribution package')}"
+    return [f"packages from the {repository} repository ({', '.join(sorted(names))}): bundles do not carry it yet "
+            f"(its role's manifest gives no source); {NOT_BUNDLED.get(repository, 'choose the distribution package')}"
             for repository, names in sorted(found.items())]
 
 
@@ -206,9 +220,8 @@ def missing(plan: Plan, bundled: dict[str, Any]) -> list[str]:
     package of each release it carries, each app image, Ollama's release and each model."""
     lacking = []
     for release, by_repository in plan.packages.items():
-        carried = bundled["packages"].get(release, {}).get("debian", {})
         for repository, names in sorted(by_repository.items()):
-            absent = sorted(set(names) - set(carried)) if repository == "debian" else sorted(names)
+            absent = sorted(set(names) - set(bundled["packages"].get(release, {}).get(repository, {})))
             if absent:
                 lacking.append(f"Debian {release}: the packages {', '.join(absent)}"
                                + ("" if repository == "debian" else f" (from the {repository} repository)"))

@@ -137,11 +137,15 @@ class Packages:
     """Packages a role installs with apt: `names` renders to their list with the host's
     settings and its release's role vars, `when` (a condition) says whether the role installs
     them there, and `repository` renders to the apt repository they come from (`debian`, the
-    release's own archive, or the name of the one the role adds)."""
+    release's own archive, or the name of the one the role adds). `source` says where a
+    bundle fetches a repository other than Debian's (SOURCE_KEYS, each rendered like `names`):
+    its apt URI and suite, its signing key's URL and pinned fingerprint, and the setting of a
+    local copy (a folder with `gpgkey` beside the repository) that replaces both."""
 
     names: str
     when: str = ""
     repository: str = "debian"
+    source: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -202,7 +206,10 @@ DOWNLOAD_KEYS: Schema = {
     "name": (str, True), "what": (str, True), "url": (str, True), "local_source": (str, True), "when": (str, False),
     "checksum": (str, False), "signing_key_fingerprint": (str, False),
 }
-PACKAGES_KEYS: Schema = {"names": (str, True), "when": (str, False), "repository": (str, False)}
+PACKAGES_KEYS: Schema = {"names": (str, True), "when": (str, False), "repository": (str, False),
+                         "source": (dict, False)}
+SOURCE_KEYS: Schema = {"uri": (str, True), "suite": (str, True), "components": (str, False), "key_url": (str, True),
+                       "key_fingerprint": (str, True), "local": (str, False)}
 TYPE_NAMES = {str: "a string", list: "a list", int: "an integer", bool: "a boolean", dict: "a mapping"}
 
 
@@ -260,8 +267,16 @@ def parse(role: str, data: Any, where: str) -> Manifest:
         minimums.append((str(group), tuple(sorted(values.items()))))
     downloads = [Download(**_checked(item, DOWNLOAD_KEYS, f"{where}: downloads[{n}]"))
                  for n, item in enumerate(data.get("downloads") or [])]
-    packages = [Packages(**_checked(item, PACKAGES_KEYS, f"{where}: packages[{n}]"))
-                for n, item in enumerate(data.get("packages") or [])]
+    packages = []
+    for n, item in enumerate(data.get("packages") or []):
+        entry = _checked(item, PACKAGES_KEYS, f"{where}: packages[{n}]")
+        if "source" in entry:
+            if entry.get("repository", "debian") == "debian":
+                raise ManifestError(f"{where}: packages[{n}]: source: Debian's own packages take no source; "
+                                    "name the repository it describes")
+            entry = {**entry, "source": tuple(sorted(
+                _checked(entry["source"], SOURCE_KEYS, f"{where}: packages[{n}]: source").items()))}
+        packages.append(Packages(**entry))
     return Manifest(
         role=role, description=data["description"], groups=_strings(data, "groups", where), order=data["order"],
         actions=actions, only_with=_strings(data, "only_with", where), needs_hosts_in=data.get("needs_hosts_in", ""),

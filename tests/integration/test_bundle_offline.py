@@ -28,7 +28,8 @@ from bundle_standins import (
     write_inventory,
 )
 
-from platformctl import bundle
+from platformctl import bundle, bundle_build, bundle_plan, manifests
+from platformctl import inventory as inventory_module
 from platformctl.bundle_plan import DEBIAN_PYTHON, image_file
 
 
@@ -173,5 +174,64 @@ def test_a_controller_with_no_network_and_no_venv_support_starts_from_the_bundle
         assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-3000:]
         assert f"signed by {summary['fingerprint']}" in checked.stdout
         assert "from the wheels of /platform.bundle" in checked.stderr
+    finally:
+        docker("rm", "-f", name)
+
+
+def test_a_vendor_repository_is_resolved_into_the_bundle_and_installed_from_it(tmp_path):
+    """NVIDIA's container toolkit on a GPU host that runs apps, as its role's manifest says where
+    to fetch it (STAND-IN: molecule/nvidia_container_toolkit/standin's repository, given as the
+    inventory's local copy, nvidia_container_toolkit_repo_src, since NVIDIA's cannot be reached
+    here): resolved in Debian 12's clean system under its pinned key, in the repository the
+    bundle's key signs, and installed from it alone on a host with no network."""
+    standin = tmp_path / "nvidia"
+    version = manifests.role_default("nvidia_container_toolkit", "nvidia_container_toolkit_version")
+    made = subprocess.run([sys.executable, str(ROOT / "molecule" / "nvidia_container_toolkit" / "standin" /
+                                               "build_repo.py"), "--out", str(standin), "--version", version],
+                          capture_output=True, text=True, check=False)
+    assert made.returncode == 0, made.stderr
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars" / "all").mkdir(parents=True)
+    (inventory / "hosts.yml").write_text("all:\n  hosts:\n    gpu1: {ansible_connection: local}\n  children:\n"
+                                         "    app: {hosts: {gpu1: {}}}\n    gpu: {hosts: {gpu1: {}}}\n")
+    (inventory / "group_vars" / "all" / "main.yml").write_text(
+        f"---\nnvidia_container_toolkit_repo_src: {standin}\n"
+        f"nvidia_container_toolkit_repo_key_fingerprint: {(standin / 'gpgkey.fingerprint').read_text().strip()}\n")
+    whole = bundle_plan.make(inventory_module.load(inventory_module.resolve(str(inventory)), []), ["12"])
+    # The toolkit's packages only: the rest of a GPU host's (the NVIDIA driver's DKMS build
+    # among them) is the other tests' and the nvidia_driver scenarios'.
+    plan = bundle_plan.Plan(packages={"12": {"nvidia": whole.packages["12"]["nvidia"]}}, sources=whole.sources)
+    packages = sorted(plan.packages["12"]["nvidia"])
+    toolkit = ("nvidia-container-toolkit", "nvidia-container-toolkit-base", "libnvidia-container-tools",
+               "libnvidia-container1")
+    assert packages == sorted(f"{name}={version}" for name in toolkit)
+    work = tmp_path / "bundle"
+    work.mkdir()
+    job = bundle_build.Build(plan, work, print, dict(arg.split("=", 1) for arg in BUILD_IMAGES[1::2]))
+    job.step("packages (Debian 12)", lambda component: job.packages("12", component))
+    with bundle.keyring() as ring:
+        fingerprint = ring.generate("bundle test")
+        (work / "bundle-key.asc").write_bytes(ring.export(fingerprint))
+        job.sign_repositories(ring.home, fingerprint)
+    names = [package.split("=")[0] for package in packages]
+    name = f"platform-bundle-vendor-{uuid.uuid4().hex[:6]}"
+    started = docker("run", "-d", "--name", name, "--network", "none", "-v", f"{work}:/bundle:ro",
+                     "platform-test-debian12:latest", "sleep", "infinity")
+    assert started.returncode == 0, started.stderr
+    try:
+        installed = subprocess.run(["docker", "exec", name, "sh", "-ec", f"""
+            rm -f /etc/apt/sources.list.d/* /etc/apt/sources.list
+            mkdir -p /etc/apt/keyrings
+            cp /bundle/bundle-key.asc /etc/apt/keyrings/bundle.asc
+            echo 'deb [signed-by=/etc/apt/keyrings/bundle.asc] file:/bundle/apt/bookworm ./' \\
+              > /etc/apt/sources.list.d/bundle.list
+            apt-get update
+            DEBIAN_FRONTEND=noninteractive apt-get install -y {' '.join(packages)}
+            dpkg-query -W -f '${{Package}}=${{Version}} ${{db:Status-Status}}\\n' {' '.join(names)}
+            test -x /usr/bin/nvidia-ctk
+            """], capture_output=True, text=True, check=False, timeout=600)
+        assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
+        assert sorted(line for line in installed.stdout.splitlines() if line.endswith(" installed")) == \
+            [f"{package} installed" for package in packages]
     finally:
         docker("rm", "-f", name)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from platformctl import bundle
+from platformctl import bundle, bundle_build, bundle_plan
 from platformctl.cli import main
-from platformctl.errors import BadInput
+from platformctl.errors import BadInput, InstallerError
 
 FILES = {"apt/debian12/pool/redis-server_7.0.15-1_amd64.deb": b"a package\n" * 1000,
          "images/platform-demo-app_1.tar": b"an image\n",
@@ -255,3 +255,43 @@ def test_one_key_signs_every_bundle_built_on_a_machine(tmp_path, monkeypatch):
     finally:
         bundle.stop_agent(home)
     assert (first, second) == (True, False) and again == made and bundle.FINGERPRINT.match(made)
+
+
+# --- a vendor's repository in the build ----------------------------------------------------------
+
+def vendor_plan(local: Path, fingerprint: str) -> bundle_plan.Plan:
+    toolkit = {"nvidia-container-toolkit=1.17.8-1": ["nvidia_container_toolkit"]}
+    return bundle_plan.Plan(packages={"12": {"nvidia": toolkit}},
+                            sources={"12": {"nvidia": {"uri": "https://nvidia.example/deb/$(ARCH)", "suite": "/",
+                                                       "key_url": "https://nvidia.example/gpgkey",
+                                                       "key_fingerprint": fingerprint, "local": str(local)}}})
+
+
+@pytest.fixture
+def local(signing_key, tmp_path):
+    """A local copy of a vendor repository: its folder, with the test key as its `gpgkey`."""
+    copy = tmp_path / "nvidia"
+    copy.mkdir()
+    (copy / "gpgkey").write_bytes(bundle.Keyring(signing_key[0]).export(signing_key[1]))
+    (tmp_path / "vendor").mkdir()
+    return copy
+
+
+def test_a_vendor_repository_is_added_to_the_build_under_its_pinned_key(signing_key, local, tmp_path):
+    spaced = " ".join(signing_key[1][n:n + 4] for n in range(0, 40, 4)).lower()
+    job = bundle_build.Build(vendor_plan(local, spaced), tmp_path / "work", lambda line: None, {})
+    mounts = job.vendor_sources("12", tmp_path / "vendor")
+    assert mounts == ["-v", f"{tmp_path / 'vendor'}:/vendor:ro", "-v", f"{local}:/vendor-repositories/nvidia:ro"]
+    assert (tmp_path / "vendor" / "nvidia.sources").read_text() == (
+        "Types: deb\nURIs: copy:/vendor-repositories/nvidia\nSuites: /\nSigned-By: /vendor/nvidia.asc\n")
+    assert (tmp_path / "vendor" / "nvidia.asc").read_bytes() == (local / "gpgkey").read_bytes()
+
+
+def test_a_vendor_key_that_is_not_the_pinned_one_stops_the_build(signing_key, local, tmp_path):
+    job = bundle_build.Build(vendor_plan(local, "C95B321B61E88C1809C4F759DDCAE044F796ECB0"), tmp_path / "work",
+                             lambda line: None, {})
+    with pytest.raises(InstallerError) as raised:
+        job.vendor_sources("12", tmp_path / "vendor")
+    assert str(raised.value) == (f"the nvidia repository's key has the fingerprint {signing_key[1]}, not the pinned "
+                                 "C95B321B61E88C1809C4F759DDCAE044F796ECB0: the packages would not be the vendor's")
+    assert not (tmp_path / "vendor" / "nvidia.sources").exists()

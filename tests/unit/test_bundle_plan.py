@@ -81,8 +81,34 @@ def test_settings_choose_packages_and_their_repository(tmp_path):
     assert by_repository["pgdg"]["postgresql-17"] == ["postgresql"]
     assert {"postgresql-common", "gnupg"} <= set(by_repository["debian"])
     assert "docker-ce" in by_repository["docker-ce"]
-    assert "nvidia-container-toolkit" in by_repository["nvidia"]
+    version = manifests.role_default("nvidia_container_toolkit", "nvidia_container_toolkit_version")
+    assert f"nvidia-container-toolkit={version}" in by_repository["nvidia"]
     assert "nvidia-driver" in by_repository["debian"]
+
+
+def test_a_vendor_repository_comes_with_where_to_fetch_it(tmp_path):
+    """NVIDIA's repository as the role adds it: its URI, suite and key pinned by fingerprint,
+    or the inventory's local copy of it in their place."""
+    plan = plan_of(tmp_path / "inventory", ("12", "13"), with_group("gpu", "web"))
+    default = manifests.role_default
+    assert plan.sources["12"] == plan.sources["13"] == {"nvidia": {
+        "uri": default("nvidia_container_toolkit", "nvidia_container_toolkit_repo_url"), "suite": "/",
+        "key_url": default("nvidia_container_toolkit", "nvidia_container_toolkit_repo_key_url"),
+        "key_fingerprint": default("nvidia_container_toolkit", "nvidia_container_toolkit_repo_key_fingerprint"),
+        "local": ""}}
+    assert "nvidia" not in plan_of(tmp_path / "no-gpu", ("12",)).sources.get("12", {})
+    mirrored = plan_of(tmp_path / "mirrored", ("12",), with_group("gpu", "web"),
+                       main="---\nnvidia_container_toolkit_repo_src: /srv/nvidia\n")
+    assert mirrored.sources["12"]["nvidia"]["local"] == "/srv/nvidia"
+
+
+def test_hosts_that_fetch_one_repository_differently_are_refused(tmp_path):
+    # The toolkit goes to GPU hosts that run apps: two of them, one with a local copy.
+    hosts = HOSTS.replace("app: {hosts: {web: {}}}", "app: {hosts: {web: {}, db: {}}}") + \
+        "    gpu: {hosts: {db: {nvidia_container_toolkit_repo_src: /srv/a}, web: {}}}\n"
+    with pytest.raises(BadInput) as raised:
+        plan_of(tmp_path / "inventory", ("12",), hosts)
+    assert "the nvidia repository's settings differ from another host's (local)" in str(raised.value)
 
 
 def test_apps_and_ollama_artifacts_come_from_the_inventory(tmp_path):
@@ -153,12 +179,13 @@ def test_every_apt_task_installs_what_the_manifest_lists(role):
     assert bool(manifest.packages) == any(True for _ in apt_tasks(role))
 
 
-def test_packages_from_other_repositories_are_refused_with_what_to_set(tmp_path):
+def test_packages_from_repositories_with_no_source_are_refused_with_what_to_set(tmp_path):
     main = "---\npostgresql_repository: pgdg\ndocker_source: docker-ce\n"
     plan = plan_of(tmp_path / "inventory", ("12",), with_group("gpu", "web"), main=main)
+    # NVIDIA's has a source (its manifest says where to fetch it); Docker's and PGDG's not yet.
     assert [line.split(" repository")[0] for line in bundle_plan.not_bundled(plan)] == [
-        "packages from the docker-ce", "packages from the nvidia", "packages from the pgdg"]
-    assert "set postgresql_repository: distribution" in bundle_plan.not_bundled(plan)[2]
+        "packages from the docker-ce", "packages from the pgdg"]
+    assert "set postgresql_repository: distribution" in bundle_plan.not_bundled(plan)[1]
     assert bundle_plan.not_bundled(plan_of(tmp_path / "plain", ("12",))) == []
 
 
@@ -166,12 +193,21 @@ def test_installer_bundle_refuses_them_before_building_anything(tmp_path, capsys
     from platformctl.cli import main
 
     folder = tmp_path / "inventory"
-    plan_of(folder, ("12",), with_group("gpu", "web"))
+    plan_of(folder, ("12",), main="---\ndocker_source: docker-ce\n")
     output = tmp_path / "platform.bundle"
     assert main(["bundle", "--inventory", str(folder), "--output", str(output), "--release", "12"]) == 4
     errors = capsys.readouterr().err.strip().splitlines()
-    assert errors == [f"error: {folder}: packages from the nvidia repository (libnvidia-container-tools, "
-                      "libnvidia-container1, nvidia-container-toolkit, nvidia-container-toolkit-base): bundles "
-                      "carry Debian's own packages only; GPU hosts that run Docker need NVIDIA's container "
-                      "toolkit: install those hosts with internet, or leave them out of the inventory you bundle"]
+    assert errors == [f"error: {folder}: packages from the docker-ce repository (containerd.io, docker-buildx-plugin, "
+                      "docker-ce, docker-ce-cli, python3-docker): bundles do not carry it yet (its role's manifest "
+                      "gives no source); set docker_source: docker.io (Debian's engine)"]
     assert not output.exists()
+
+
+def test_a_bundle_lacking_a_vendor_package_version_is_named(tmp_path):
+    plan = plan_of(tmp_path / "inventory", ("12",), with_group("gpu", "web"))
+    bundled = plan.as_dict()
+    older = {name.replace("=1.", "=0."): roles for name, roles in plan.packages["12"]["nvidia"].items()}
+    bundled["packages"] = {"12": {**plan.packages["12"], "nvidia": older}}
+    assert bundle_plan.missing(plan, bundled) == [
+        "Debian 12: the packages " + ", ".join(sorted(plan.packages["12"]["nvidia"])) + " (from the nvidia repository)"]
+    assert bundle_plan.missing(plan, plan.as_dict()) == []

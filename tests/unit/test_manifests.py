@@ -49,6 +49,12 @@ def test_every_declared_action_has_its_tasks_file():
     ({"ports": [{"comment": "x"}]}, "ports[0]: port: missing; expected an integer"),
     ({"minimums": {"store": {"ram": 1}}}, "minimums: store: expected a mapping of cpus, memory_mb, disk_free_gb"),
     ({"downloads": [{"name": "r", "what": "w", "url": "u"}]}, "downloads[0]: local_source: missing; expected a string"),
+    ({"packages": [{"names": "{{ p }}", "source": {"uri": "u", "suite": "/", "key_url": "k", "key_fingerprint": "f"}}]},
+     "packages[0]: source: Debian's own packages take no source"),
+    ({"packages": [{"names": "{{ p }}", "repository": "v", "source": {"uri": "u", "suite": "/", "key_url": "k"}}]},
+     "packages[0]: source: key_fingerprint: missing; expected a string"),
+    ({"packages": [{"names": "{{ p }}", "repository": "v", "source": "https://v.example"}]},
+     "packages[0]: source: expected a mapping, got str"),
 ])
 def test_a_manifest_off_the_schema_names_the_file_and_key(change, message):
     with pytest.raises(ManifestError) as caught:

@@ -75,6 +75,20 @@ def test_the_app_runs_its_image_from_the_bundle_and_answers_through_nginx(host):
     assert answer.stdout == "200", answer.stdout + answer.stderr
 
 
+def test_the_gpu_hosts_container_toolkit_came_from_the_bundle(host):
+    """NVIDIA's packages (STAND-IN repository) at the pinned version, from the bundle's
+    repository: NVIDIA's source and key were never added to the host."""
+    listed = host.check_output("dpkg-query -W -f '${Package}=${Version} ${db:Status-Status}\\n' "
+                               "nvidia-container-toolkit nvidia-container-toolkit-base libnvidia-container-tools "
+                               "libnvidia-container1")
+    assert sorted(listed.splitlines()) == sorted(f"{name}=1.17.8-1 installed" for name in (
+        "nvidia-container-toolkit", "nvidia-container-toolkit-base", "libnvidia-container-tools",
+        "libnvidia-container1"))
+    assert not host.file("/etc/apt/sources.list.d/nvidia-container-toolkit.sources").exists
+    assert not host.file("/etc/apt/keyrings/nvidia-container-toolkit.asc").exists
+    assert host.file("/usr/bin/nvidia-ctk").is_file
+
+
 def test_apt_has_the_hosts_own_sources_back_and_trusts_the_bundle_key_for_its_source_only(host):
     assert not host.file("/etc/apt/apt.conf.d/00platform-bundle").exists
     unchanged = host.run("sha256sum --check --quiet /root/apt-sources.sha256")
