@@ -9,17 +9,21 @@ repository signed with the key made for this bundle.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from platformctl import bundle, paths
 from platformctl.bundle_plan import DEBIAN_CODENAMES, DEBIAN_PYTHON, Plan, image_file
@@ -32,6 +36,11 @@ DEFAULT_BUILD_IMAGES = {release: f"debian:{codename}-slim" for release, codename
 COMPONENTS = "main contrib non-free non-free-firmware"
 WHEEL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64")
 PLAN_FILE = "bundle.json"
+# Ollama's own registry, where a model named without one (qwen2:0.5b) comes from; a bundle
+# build may take those from a mirror of it (--model-registry URL).
+OLLAMA_REGISTRY = "registry.ollama.ai"
+DEFAULT_MODEL_REGISTRY = f"https://{OLLAMA_REGISTRY}"
+MODEL_MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 APT_DIR = "apt"
 
 # Run in the release's container as root: the packages and every dependency the clean system
@@ -75,9 +84,11 @@ class Component:
 class Build:
     """One bundle build in a work folder; each step adds a component and times it."""
 
-    def __init__(self, plan: Plan, work: Path, say: Callable[[str], None], build_images: dict[str, str]) -> None:
+    def __init__(self, plan: Plan, work: Path, say: Callable[[str], None], build_images: dict[str, str], *,
+                 model_registry: str = DEFAULT_MODEL_REGISTRY) -> None:
         self.plan, self.work, self.say = plan, work, say
         self.build_images = {**DEFAULT_BUILD_IMAGES, **build_images}
+        self.model_registry = model_registry.rstrip("/")
         self.components: list[Component] = []
 
     def step(self, name: str, action: Callable[[Component], None]) -> None:
@@ -224,13 +235,17 @@ class Build:
         component.files = [target]
 
     def models(self, component: Component) -> None:
-        """Each listed model's manifest and the blobs it names, from a store in Ollama's layout."""
-        source = Path(self.plan.ollama_models_src).expanduser() if self.plan.ollama_models_src else None
-        if source is None:
-            raise BadInput(f"ollama_models ({', '.join(self.plan.ollama_models)}): a bundle takes models from a "
-                           "folder in Ollama's store layout; set ollama_models_src to the models folder of a "
-                           "machine that pulled them (OLLAMA_MODELS, ~/.ollama/models)")
+        """Each listed model's manifest and the blobs it names, in Ollama's store layout: from the
+        store in ollama_models_src where the inventory sets it, else from the model's registry."""
         target = self.work / "models"
+        if self.plan.ollama_models_src:
+            self.models_from_store(Path(self.plan.ollama_models_src).expanduser(), target)
+        else:
+            for model in self.plan.ollama_models:
+                self.pull_model(model, target)
+        component.files = sorted(p for p in target.rglob("*") if p.is_file())
+
+    def models_from_store(self, source: Path, target: Path) -> None:
         missing = []
         for model in self.plan.ollama_models:
             manifest = model_manifest(model)
@@ -238,12 +253,10 @@ class Build:
                 missing.append(f"{model} (no {source / manifest})")
                 continue
             try:
-                layers = json.loads((source / manifest).read_text())
-                digests = [layers["config"]["digest"]] if "config" in layers else []
-                digests += [layer["digest"] for layer in layers["layers"]]
-            except (ValueError, KeyError, TypeError) as error:
+                digests = manifest_digests((source / manifest).read_bytes())
+            except ValueError as error:
                 raise BadInput(f"ollama_models_src: {source / manifest}: not an Ollama manifest ({error})") from None
-            for name in (manifest, *(Path("blobs") / digest.replace(":", "-") for digest in digests)):
+            for name in (manifest, *(blob_file(digest) for digest in digests)):
                 if not (source / name).is_file():
                     missing.append(f"{model} (no {source / name})")
                     continue
@@ -251,7 +264,67 @@ class Build:
                 shutil.copy2(source / name, target / name)
         if missing:
             raise BadInput(*(f"ollama_models_src {source}: {what}: pull the model there first" for what in missing))
-        component.files = sorted(p for p in target.rglob("*") if p.is_file())
+
+    def pull_model(self, model: str, target: Path) -> None:
+        """A model as `ollama pull` fetches it: its manifest from the registry (the OCI
+        distribution API), then each blob it names, checked against its sha256 as it is written."""
+        manifest = model_manifest(model)
+        registry, *repository, tag = manifest.parts[1:]
+        base = self.model_registry if registry == OLLAMA_REGISTRY else f"https://{registry}"
+        path = "/".join(repository)
+        self.say(f"ollama models: {model} from {base}")
+        data = self.fetch(f"{base}/v2/{path}/manifests/{tag}", model, {"Accept": MODEL_MANIFEST_TYPE}).read()
+        try:
+            digests = manifest_digests(data)
+        except ValueError as error:
+            raise InstallerError(f"ollama_models: {model}: {base} answered with no Ollama manifest ({error})") from None
+        for digest in digests:
+            blob = target / blob_file(digest)
+            if blob.is_file():  # a layer another model shares
+                continue
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            partial = blob.with_name(blob.name + ".partial")
+            checksum = hashlib.sha256()
+            with self.fetch(f"{base}/v2/{path}/blobs/{digest}", model, {}) as answer, partial.open("wb") as out:
+                while chunk := answer.read(bundle.CHUNK):
+                    checksum.update(chunk)
+                    out.write(chunk)
+            if f"sha256:{checksum.hexdigest()}" != digest:
+                partial.unlink()
+                raise InstallerError(f"ollama_models: {model}: the blob {digest} from {base} has the sha256 "
+                                     f"{checksum.hexdigest()}: the download is not the model's")
+            partial.replace(blob)
+        (target / manifest).parent.mkdir(parents=True, exist_ok=True)
+        (target / manifest).write_bytes(data)
+
+    @staticmethod
+    def fetch(url: str, model: str, headers: dict[str, str]) -> Any:
+        try:
+            return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60)  # noqa: S310 (the registry's URL)
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                raise BadInput(f"ollama_models: {model}: the registry has no such model ({url}: 404); "
+                               "check its name and tag") from None
+            raise InstallerError(f"ollama_models: {model}: {url}: {error}") from None
+        except OSError as error:
+            raise InstallerError(f"ollama_models: {model}: {url}: {error}") from None
+
+
+def manifest_digests(data: bytes) -> list[str]:
+    """The digests of the blobs an Ollama manifest names: its config's, then its layers'."""
+    try:
+        layers = json.loads(data)
+        digests = [layers["config"]["digest"]] if "config" in layers else []
+        digests += [layer["digest"] for layer in layers["layers"]]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(str(error) or type(error).__name__) from None
+    if not all(isinstance(d, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", d) for d in digests):
+        raise ValueError("a digest that is not sha256:HEX")
+    return digests
+
+
+def blob_file(digest: str) -> Path:
+    return Path("blobs") / digest.replace(":", "-")
 
 
 def model_manifest(model: str) -> Path:
@@ -266,7 +339,7 @@ def model_manifest(model: str) -> Path:
 
 
 def build(plan: Plan, output: Path, releases: list[str], build_images: dict[str, str],
-          say: Callable[[str], None]) -> tuple[str, list[Component]]:
+          say: Callable[[str], None], *, model_registry: str = DEFAULT_MODEL_REGISTRY) -> tuple[str, list[Component]]:
     """Builds the bundle at `output`; returns the bundle key's fingerprint and the components."""
     output = output.resolve()
     if output.exists():
@@ -277,7 +350,7 @@ def build(plan: Plan, output: Path, releases: list[str], build_images: dict[str,
     with tempfile.TemporaryDirectory(prefix="platformctl-bundle-", dir=output.parent) as work_dir:
         work = Path(work_dir) / "bundle"
         work.mkdir()
-        job = Build(plan, work, say, build_images)
+        job = Build(plan, work, say, build_images, model_registry=model_registry)
         try:
             fingerprint, made = bundle.signing_key(ring)
         finally:

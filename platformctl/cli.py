@@ -98,6 +98,9 @@ def build_parser() -> Parser:
     parser.add_argument("--build-image", action="append", default=[], metavar="N=IMAGE",
                         help="bundle: the clean image of Debian N its packages are resolved in "
                         "(default debian:CODENAME-slim)")
+    parser.add_argument("--model-registry", metavar="URL",
+                        help="bundle: where models named without a registry come from, where the inventory sets "
+                        f"no ollama_models_src (default {bundle_build.DEFAULT_MODEL_REGISTRY}; a mirror of it)")
     return parser
 
 
@@ -125,7 +128,8 @@ def parse_operands(args: argparse.Namespace) -> None:
     if args.fingerprint and args.bundle_file is None and not args.bundle:
         raise BadInput("command line: --fingerprint goes with bundle verify and --bundle")
     building = args.command == "bundle" and args.bundle_file is None
-    for option, value in (("--output", args.output), ("--release", args.release), ("--build-image", args.build_image)):
+    for option, value in (("--output", args.output), ("--release", args.release), ("--build-image", args.build_image),
+                          ("--model-registry", args.model_registry)):
         if value and not building:
             raise BadInput(f"command line: {option} goes with bundle (the build)")
     if building and not args.output:
@@ -665,8 +669,12 @@ def cmd_bundle(session: Session) -> int:
                   + ", ".join(f"{release} ({n})" for release, n in count.items())
                   + f"; {len(plan.images)} app images"
                   + (f"; Ollama and {len(plan.ollama_models)} models" if plan.ollama_archive else ""), highlight=False)
+    registry = args.model_registry or bundle_build.DEFAULT_MODEL_REGISTRY
+    if not registry.startswith(("https://", "http://")):
+        raise BadInput(f"--model-registry {registry}: expected a URL (https://HOST)")
     fingerprint, components = bundle_build.build(plan, args.output, releases, build_images,
-                                                 lambda line: console.print(f"bundle: {line}", highlight=False))
+                                                 lambda line: console.print(f"bundle: {line}", highlight=False),
+                                                 model_registry=registry)
     console.print(report.bundle_table(components))
     console.print(f"Bundle: {args.output} ({args.output.stat().st_size / 1e6:.1f} MB)", highlight=False)
     console.print(f"Bundle key fingerprint: {fingerprint}", highlight=False)

@@ -3,9 +3,12 @@ with real gpg and real tar archives."""
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
+import re
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -163,6 +166,10 @@ def test_installer_bundle_verify_names_each_problem_and_exits_4(capsys, folder, 
     (["bundle", "-i", "local", "--output", "x.tar", "--release", "12", "--build-image", "13=debian:trixie"],
      "--build-image 13=debian:trixie: expected N=IMAGE with N one of the bundle's releases (12)"),
     (["bundle", "-i", "local", "--output", "x.tar", "--release", "11"], "--release 11: expected one of 12, 13"),
+    (["install", "-i", "local", "--model-registry", "https://mirror.example"],
+     "--model-registry goes with bundle (the build)"),
+    (["bundle", "-i", "local", "--output", "x.tar", "--release", "12", "--model-registry", "mirror.example"],
+     "--model-registry mirror.example: expected a URL (https://HOST)"),
     (["check", "-i", "local", "--fingerprint", "AB"], "--fingerprint goes with bundle verify and --bundle"),
     (["install", "-i", "local", "--bundle", "x.tar"], "--bundle needs --fingerprint FPR"),
     (["backup", "-i", "local", "--bundle", "x.tar", "--fingerprint", "AB"],
@@ -295,3 +302,80 @@ def test_a_vendor_key_that_is_not_the_pinned_one_stops_the_build(signing_key, lo
     assert str(raised.value) == (f"the nvidia repository's key has the fingerprint {signing_key[1]}, not the pinned "
                                  "C95B321B61E88C1809C4F759DDCAE044F796ECB0: the packages would not be the vendor's")
     assert not (tmp_path / "vendor" / "nvidia.sources").exists()
+
+
+# --- models from a registry --------------------------------------------------------------------
+
+STORE = Path(__file__).resolve().parents[2] / "molecule" / "ollama" / "standin-models"
+
+
+@pytest.fixture
+def registry():
+    """STAND-IN for Ollama's registry (no registry is reachable here): the stand-in model's
+    store served as the OCI distribution API serves it (/v2/NAME/manifests/TAG and
+    /v2/NAME/blobs/DIGEST), on a local port. `served` may replace a path's bytes."""
+    served: dict[str, bytes] = {}
+    asked: list[tuple[str, str]] = []
+
+    class Registry(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append((self.path, self.headers.get("Accept", "")))
+            found = re.fullmatch(r"/v2/(?P<name>.+)/(?P<kind>manifests|blobs)/(?P<ref>[^/]+)", self.path)
+            file = None
+            if found and found["kind"] == "manifests":
+                file = STORE / "manifests" / "registry.ollama.ai" / found["name"] / found["ref"]
+            elif found:
+                file = STORE / "blobs" / found["ref"].replace(":", "-")
+            data = served.get(self.path) or (file.read_bytes() if file is not None and file.is_file() else None)
+            if data is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", served, asked
+    server.shutdown()
+
+
+def pulled(tmp_path, url, models) -> tuple[bundle_build.Build, Path]:
+    plan = bundle_plan.Plan(ollama_models=models)
+    job = bundle_build.Build(plan, tmp_path, lambda line: None, {}, model_registry=url)
+    job.step("ollama models", job.models)
+    return job, tmp_path / "models"
+
+
+def test_a_model_is_pulled_from_the_registry_into_ollamas_store_layout(registry, tmp_path):
+    url, _, asked = registry
+    job, models = pulled(tmp_path, url, ["standin-offline:1b"])
+    files = sorted(str(p.relative_to(models)) for p in models.rglob("*") if p.is_file())
+    assert files == sorted(str(p.relative_to(STORE)) for p in STORE.rglob("*") if p.is_file())
+    assert all((models / name).read_bytes() == (STORE / name).read_bytes() for name in files)
+    assert asked[0] == ("/v2/library/standin-offline/manifests/1b", bundle_build.MODEL_MANIFEST_TYPE)
+    assert job.components[0].files == sorted(models / name for name in files)
+
+
+def test_a_blob_that_is_not_the_one_the_manifest_names_stops_the_build(registry, tmp_path):
+    url, served, _ = registry
+    manifest = (STORE / bundle_build.model_manifest("standin-offline:1b")).read_bytes()
+    digest = bundle_build.manifest_digests(manifest)[-1]
+    served[f"/v2/library/standin-offline/blobs/{digest}"] = b"another model\n"
+    with pytest.raises(InstallerError) as raised:
+        pulled(tmp_path, url, ["standin-offline:1b"])
+    assert f"ollama_models: standin-offline:1b: the blob {digest} from {url} has the sha256 " in str(raised.value)
+    assert not list((tmp_path / "models").rglob("sha256-*"))
+
+
+def test_a_model_the_registry_lacks_is_named(registry, tmp_path):
+    url, _, _ = registry
+    with pytest.raises(BadInput) as raised:
+        pulled(tmp_path, url, ["standin-offline:70b"])
+    assert str(raised.value) == (f"ollama_models: standin-offline:70b: the registry has no such model "
+                                 f"({url}/v2/library/standin-offline/manifests/70b: 404); check its name and tag")
