@@ -9,6 +9,7 @@ fingerprint the build printed (`--fingerprint`, or `platform_bundle_fingerprint`
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,19 @@ def signing_home() -> Path:
     home = base / "bundle-key"
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     return home
+
+
+@contextmanager
+def signing_turn(home: Path, say: Callable[[str], None]) -> Iterator[None]:
+    """One bundle build at a time with the key in `home`: two first builds would each make a
+    key, and one build stopping gpg's agent would cut another's signing short."""
+    with (home / "build.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for another bundle build on this machine to finish (it holds {home / 'build.lock'})")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def signing_key(ring: Keyring) -> tuple[str, bool]:

@@ -347,7 +347,8 @@ def build(plan: Plan, output: Path, releases: list[str], build_images: dict[str,
     if not output.parent.is_dir():
         raise BadInput(f"--output {output}: no folder {output.parent}")
     ring = bundle.Keyring(bundle.signing_home())
-    with tempfile.TemporaryDirectory(prefix="platformctl-bundle-", dir=output.parent) as work_dir:
+    with bundle.signing_turn(ring.home, say), \
+            tempfile.TemporaryDirectory(prefix="platformctl-bundle-", dir=output.parent) as work_dir:
         work = Path(work_dir) / "bundle"
         work.mkdir()
         job = Build(plan, work, say, build_images, model_registry=model_registry)

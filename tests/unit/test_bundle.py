@@ -379,3 +379,21 @@ def test_a_model_the_registry_lacks_is_named(registry, tmp_path):
         pulled(tmp_path, url, ["standin-offline:70b"])
     assert str(raised.value) == (f"ollama_models: standin-offline:70b: the registry has no such model "
                                  f"({url}/v2/library/standin-offline/manifests/70b: 404); check its name and tag")
+
+
+def test_a_second_build_with_the_same_key_waits_for_the_first_and_says_so(tmp_path):
+    said, order = [], []
+
+    def second_build():
+        with bundle.signing_turn(tmp_path, said.append):
+            order.append("second")
+
+    with bundle.signing_turn(tmp_path, said.append):
+        second = threading.Thread(target=second_build)
+        second.start()
+        second.join(timeout=1)
+        assert second.is_alive() and said == [
+            f"waiting for another bundle build on this machine to finish (it holds {tmp_path / 'build.lock'})"]
+        order.append("first done")
+    second.join(timeout=10)
+    assert order == ["first done", "second"]
