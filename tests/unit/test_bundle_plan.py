@@ -86,15 +86,6 @@ def test_settings_choose_packages_and_their_repository(tmp_path):
     assert "nvidia-driver" in by_repository["debian"]
 
 
-def test_the_kernels_the_inventory_names_get_their_headers(tmp_path):
-    plain = plan_of(tmp_path / "plain", ("12",), with_group("gpu", "web")).packages["12"]["debian"]
-    assert "linux-headers-amd64" in plain
-    named = plan_of(tmp_path / "named", ("12",), with_group("gpu", "web"),
-                    main="---\nnvidia_driver_kernels: [6.1.0-18-amd64]\n").packages["12"]["debian"]
-    assert named["linux-headers-6.1.0-18-amd64"] == ["nvidia_driver"]
-    assert set(named) - set(plain) == {"linux-headers-6.1.0-18-amd64"}
-
-
 def test_a_vendor_repository_comes_with_where_to_fetch_it(tmp_path):
     """NVIDIA's repository as the role adds it: its URI, suite and key pinned by fingerprint,
     or the inventory's local copy of it in their place."""
@@ -155,8 +146,7 @@ def test_a_package_list_that_renders_to_no_list_names_the_manifest(tmp_path, mon
 VARIABLE = re.compile(r"\b__\w+")
 # Variables an apt task names that the bundle covers otherwise, with the reason.
 COVERED_OTHERWISE = {
-    # The host's kernels' headers: the bundle carries linux-headers-amd64 (__nvidia_driver_packages)
-    # and those of the kernels nvidia_driver_kernels names (its own entry).
+    # The host's kernels' headers; the bundle carries linux-headers-amd64 (__nvidia_driver_packages).
     "__nvidia_driver_build_kernels",
 }
 
