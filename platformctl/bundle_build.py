@@ -9,11 +9,14 @@ repository signed with the key made for this bundle.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.client
 import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -23,7 +26,6 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from platformctl import bundle, paths
 from platformctl.bundle_plan import DEBIAN_CODENAMES, DEBIAN_PYTHON, Plan, image_file
@@ -58,6 +60,10 @@ list=/etc/apt/sources.list
 for sources in /vendor/*.sources; do
   [ -e "$sources" ] && cp "$sources" /etc/apt/sources.list.d/
 done
+# Their https, checked with the controller's CA certificates: a clean image has none.
+if [ -e /vendor/ca-certificates.crt ]; then
+  echo 'Acquire::https::CAInfo "/vendor/ca-certificates.crt";' > /etc/apt/apt.conf.d/00vendor-ca
+fi
 apt-get update -qq
 apt-get install -y -qq --download-only -o Dir::Cache::archives=/repository "$@" >/dev/null
 rm -rf /repository/partial /repository/lock
@@ -141,12 +147,11 @@ class Build:
                 mounts += ["-v", f"{local.resolve()}:/vendor-repositories/{repository}:ro"]
             else:
                 self.say(f"packages: the {repository} repository's key from {source['key_url']}")
-                try:
-                    with urllib.request.urlopen(source["key_url"], timeout=60) as answer:  # noqa: S310 (the role's URL)
-                        key = answer.read()
-                except OSError as error:
-                    raise InstallerError(f"the {repository} repository's key {source['key_url']}: {error}") from None
+                key, _ = download(source["key_url"], f"the {repository} repository's key")
                 uri = source["uri"]
+                if uri.startswith("https://") and not (folder / "ca-certificates.crt").exists():
+                    shutil.copyfile(controller_ca_file(), folder / "ca-certificates.crt")
+                    (folder / "ca-certificates.crt").chmod(0o644)
             with bundle.keyring() as ring:
                 found = ring.import_key(key)
             pinned = "".join(source["key_fingerprint"].split()).upper()
@@ -221,11 +226,7 @@ class Build:
             shutil.copy2(source, target)
         else:
             self.say(f"ollama: downloading {archive['url']}")
-            try:
-                with urllib.request.urlopen(archive["url"], timeout=60) as answer, target.open("wb") as out:  # noqa: S310 (the role's https URL)
-                    shutil.copyfileobj(answer, out, bundle.CHUNK)
-            except OSError as error:
-                raise InstallerError(f"ollama_archive_url {archive['url']}: {error}") from None
+            download(archive["url"], "ollama_archive_url", into=target)
         if archive["sha256"]:
             with target.open("rb") as stream:
                 found = bundle.digest(stream).sha256
@@ -273,7 +274,12 @@ class Build:
         base = self.model_registry if registry == OLLAMA_REGISTRY else f"https://{registry}"
         path = "/".join(repository)
         self.say(f"ollama models: {model} from {base}")
-        data = self.fetch(f"{base}/v2/{path}/manifests/{tag}", model, {"Accept": MODEL_MANIFEST_TYPE}).read()
+        url = f"{base}/v2/{path}/manifests/{tag}"
+        try:
+            data, _ = download(url, f"ollama_models: {model}", headers={"Accept": MODEL_MANIFEST_TYPE})
+        except NotFound:
+            raise BadInput(f"ollama_models: {model}: the registry has no such model ({url}: 404); "
+                           "check its name and tag") from None
         try:
             digests = manifest_digests(data)
         except ValueError as error:
@@ -284,30 +290,63 @@ class Build:
                 continue
             blob.parent.mkdir(parents=True, exist_ok=True)
             partial = blob.with_name(blob.name + ".partial")
-            checksum = hashlib.sha256()
-            with self.fetch(f"{base}/v2/{path}/blobs/{digest}", model, {}) as answer, partial.open("wb") as out:
-                while chunk := answer.read(bundle.CHUNK):
-                    checksum.update(chunk)
-                    out.write(chunk)
-            if f"sha256:{checksum.hexdigest()}" != digest:
+            try:
+                _, found = download(f"{base}/v2/{path}/blobs/{digest}", f"ollama_models: {model}: the blob {digest}",
+                                    into=partial)
+            except InstallerError:
+                partial.unlink(missing_ok=True)
+                raise
+            if f"sha256:{found}" != digest:
                 partial.unlink()
                 raise InstallerError(f"ollama_models: {model}: the blob {digest} from {base} has the sha256 "
-                                     f"{checksum.hexdigest()}: the download is not the model's")
+                                     f"{found}: the download is not the model's")
             partial.replace(blob)
         (target / manifest).parent.mkdir(parents=True, exist_ok=True)
         (target / manifest).write_bytes(data)
 
-    @staticmethod
-    def fetch(url: str, model: str, headers: dict[str, str]) -> Any:
-        try:
-            return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60)  # noqa: S310 (the registry's URL)
-        except urllib.error.HTTPError as error:
-            if error.code == 404:
-                raise BadInput(f"ollama_models: {model}: the registry has no such model ({url}: 404); "
-                               "check its name and tag") from None
-            raise InstallerError(f"ollama_models: {model}: {url}: {error}") from None
-        except OSError as error:
-            raise InstallerError(f"ollama_models: {model}: {url}: {error}") from None
+
+def controller_ca_file() -> Path:
+    """The CA certificates this machine's Python checks https with (SSL_CERT_FILE, else the
+    system's bundle), for the build container's apt to check the vendors' repositories."""
+    verify_paths = ssl.get_default_verify_paths()
+    for candidate in (verify_paths.cafile, verify_paths.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt",
+                      "/etc/pki/tls/certs/ca-bundle.crt"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise InstallerError("no CA certificates on this machine to check the vendors' https repositories with: "
+                         "install ca-certificates, or set SSL_CERT_FILE to a bundle of them")
+
+
+class NotFound(InstallerError):
+    """The server answered 404."""
+
+
+def download(url: str, what: str, *, headers: dict[str, str] | None = None,
+             into: Path | None = None) -> tuple[bytes, str]:
+    """GET `url`: its body (written to `into` instead, where given) and its sha256. Every
+    failure, a broken transfer included, is an InstallerError that names `what` and the URL."""
+    if not url.startswith(("https://", "http://")):
+        raise BadInput(f"{what}: {url}: expected an https:// URL")
+    checksum, body = hashlib.sha256(), bytearray()
+    try:
+        request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 (http and https only, above)
+        with urllib.request.urlopen(request, timeout=60) as answer, \
+                (into.open("wb") if into else contextlib.nullcontext()) as out:  # noqa: S310
+            while chunk := answer.read(bundle.CHUNK):
+                checksum.update(chunk)
+                if out is None:
+                    body += chunk
+                else:
+                    out.write(chunk)
+            if answer.length:  # what Content-Length announced and never came
+                raise http.client.IncompleteRead(b"", answer.length)
+    except urllib.error.HTTPError as error:
+        error.close()
+        raise (NotFound if error.code == 404 else InstallerError)(f"{what}: {url}: {error.code} {error.reason}") \
+            from None
+    except (OSError, http.client.HTTPException, ValueError) as error:
+        raise InstallerError(f"{what}: {url}: {error}") from None
+    return bytes(body), checksum.hexdigest()
 
 
 def manifest_digests(data: bytes) -> list[str]:

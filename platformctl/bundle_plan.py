@@ -172,7 +172,8 @@ def make(loaded: Any, releases: list[str]) -> Plan:
 
 
 def _add_artifacts(plan: Plan, loaded: Any, all_manifests: list, contexts: RoleContext, release: str) -> None:
-    """The app images and Ollama's release and models, as the app and ollama roles resolve them."""
+    """The app images, the GPU check's image, and Ollama's release and models, as the app,
+    nvidia_container_toolkit and ollama roles resolve them."""
     groups = loaded.groups()
     for host in loaded.hosts():
         host_vars = loaded.host_vars(host)
@@ -182,6 +183,11 @@ def _add_artifacts(plan: Plan, loaded: Any, all_manifests: list, contexts: RoleC
             for app in templar.template(trusted("{{ platform_apps | default([]) }}")) or []:
                 image = str(app["image"])
                 plan.images[image] = plan.images.get(image) or str(app.get("image_archive") or "")
+        if "nvidia_container_toolkit" in roles:
+            # The image install and verify run with --gpus all to prove containers see the GPU.
+            templar = contexts.templar("nvidia_container_toolkit", host_vars, release)
+            image = str(templar.template(trusted("{{ nvidia_container_toolkit_verify_image }}")))
+            plan.images[image] = plan.images.get(image) or ""
         if "ollama" in roles:
             templar = contexts.templar("ollama", host_vars, release)
             settings = templar.template(trusted({

@@ -672,6 +672,9 @@ def cmd_bundle(session: Session) -> int:
     registry = args.model_registry or bundle_build.DEFAULT_MODEL_REGISTRY
     if not registry.startswith(("https://", "http://")):
         raise BadInput(f"--model-registry {registry}: expected a URL (https://HOST)")
+    if args.model_registry and plan.ollama_models_src:
+        raise BadInput(f"--model-registry {registry}: the inventory's ollama_models_src ({plan.ollama_models_src}) "
+                       "gives the models; leave one of them out")
     fingerprint, components = bundle_build.build(plan, args.output, releases, build_images,
                                                  lambda line: console.print(f"bundle: {line}", highlight=False),
                                                  model_registry=registry)

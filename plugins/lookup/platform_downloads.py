@@ -1,6 +1,8 @@
 """Every download the role manifests declare for this host's roles, with each URL as the host's
 settings make it (role defaults, then the inventory, then role vars, as in the role itself).
-Downloads whose `when` is false (a local source set, another install path chosen) are left out."""
+Downloads whose `when` is false (a local source set, another install path chosen) are left out,
+and all of them on a run from an offline bundle (platform_bundle_dir): the bundle carries what
+they would fetch, and preflight checks the bundle instead (platformctl.bundle_plan.missing)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ description:
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
         variables = variables or {}
+        if variables.get("platform_bundle_dir"):
+            return []
         groups = {name: list(hosts) for name, hosts in variables.get("groups", {}).items()}
         roles_dir = manifests.ansible_roles_dir()
         try:

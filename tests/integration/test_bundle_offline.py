@@ -7,14 +7,20 @@ are molecule/resources/bundle_standins.py's.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import functools
+import http.server
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import tarfile
+import threading
 import uuid
+from pathlib import Path
 
 import pytest
 from bundle_standins import (
@@ -49,12 +55,19 @@ def built(tmp_path_factory, worker_id):
     work = (run_dir.parent if worker_id != "master" else run_dir) / "bundle"
     archive, summary, unpacked, output = (work / "platform.bundle", work / "bundle.json", work / "unpacked",
                                           work / "build.log")
+    failed = work.with_name("bundle.failed")
     with open(f"{work}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        if failed.is_file():  # one failed build is enough: the other workers do not try again
+            pytest.fail(f"the bundle's build failed in another worker: {failed.read_text()}")
         if not unpacked.is_dir():
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir()
-            build(work, archive, summary, output)
+            try:
+                build(work, archive, summary, output)
+            except BaseException as error:
+                failed.write_text(str(error)[-3000:])
+                raise
             with tarfile.open(archive) as tar:
                 tar.extractall(work / "unpacking", filter="data")
             (work / "unpacking").rename(unpacked)
@@ -178,24 +191,69 @@ def test_a_controller_with_no_network_and_no_venv_support_starts_from_the_bundle
         docker("rm", "-f", name)
 
 
-def test_a_vendor_repository_is_resolved_into_the_bundle_and_installed_from_it(tmp_path):
+@contextlib.contextmanager
+def served_over_https(folder: Path, work: Path):
+    """`folder` served over https on the Docker bridge's gateway, where a build container
+    reaches this machine, with a certificate of a CA made for the test: (the URL, the CA's
+    file, to trust as SSL_CERT_FILE)."""
+    gateway = json.loads(docker("network", "inspect", "bridge").stdout)[0]["IPAM"]["Config"][0]["Gateway"]
+    ca_key, ca, key, request, cert = (work / name for name in ("ca.key", "ca.pem", "tls.key", "tls.csr", "tls.pem"))
+    openssl = [
+        ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", ca_key,
+         "-out", ca, "-days", "1", "-subj", "/CN=bundle test CA"],
+        ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", request,
+         "-subj", f"/CN={gateway}"],
+        ["x509", "-req", "-in", request, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert, "-days", "1",
+         "-extfile", "/dev/stdin"]]
+    for args in openssl:
+        made = subprocess.run(["openssl", *map(str, args)], input=f"subjectAltName=IP:{gateway}\n", text=True,
+                              capture_output=True, check=False)
+        assert made.returncode == 0, made.stderr
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer((gateway, 0), handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"https://{gateway}:{server.server_port}", ca
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("reached", ["local copy", "https"])
+def test_a_vendor_repository_is_resolved_into_the_bundle_and_installed_from_it(reached, tmp_path, monkeypatch):
     """NVIDIA's container toolkit on a GPU host that runs apps, as its role's manifest says where
-    to fetch it (STAND-IN: molecule/nvidia_container_toolkit/standin's repository, given as the
-    inventory's local copy, nvidia_container_toolkit_repo_src, since NVIDIA's cannot be reached
-    here): resolved in Debian 12's clean system under its pinned key, in the repository the
-    bundle's key signs, and installed from it alone on a host with no network."""
+    to fetch it (STAND-IN: molecule/nvidia_container_toolkit/standin's repository, since NVIDIA's
+    cannot be reached here), given as the inventory's local copy (nvidia_container_toolkit_repo_src)
+    or served over https as NVIDIA serves its own (the key from its URL; apt in the clean image,
+    which has no CA certificates, checks the server with the controller's): resolved in Debian
+    12's clean system under its pinned key, in the repository the bundle's key signs, and
+    installed from it alone on a host with no network."""
     standin = tmp_path / "nvidia"
     version = manifests.role_default("nvidia_container_toolkit", "nvidia_container_toolkit_version")
     made = subprocess.run([sys.executable, str(ROOT / "molecule" / "nvidia_container_toolkit" / "standin" /
                                                "build_repo.py"), "--out", str(standin), "--version", version],
                           capture_output=True, text=True, check=False)
     assert made.returncode == 0, made.stderr
+    with contextlib.ExitStack() as stack:
+        if reached == "https":
+            url, ca = stack.enter_context(served_over_https(standin, tmp_path))
+            monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+            settings = (f"nvidia_container_toolkit_repo_url: {url}\n"
+                        f"nvidia_container_toolkit_repo_key_url: {url}/gpgkey\n")
+        else:
+            settings = f"nvidia_container_toolkit_repo_src: {standin}\n"
+        installed_from_a_bundle_of(standin, version, tmp_path, settings)
+
+
+def installed_from_a_bundle_of(standin: Path, version: str, tmp_path: Path, settings: str) -> None:
     inventory = tmp_path / "inventory"
     (inventory / "group_vars" / "all").mkdir(parents=True)
     (inventory / "hosts.yml").write_text("all:\n  hosts:\n    gpu1: {ansible_connection: local}\n  children:\n"
                                          "    app: {hosts: {gpu1: {}}}\n    gpu: {hosts: {gpu1: {}}}\n")
     (inventory / "group_vars" / "all" / "main.yml").write_text(
-        f"---\nnvidia_container_toolkit_repo_src: {standin}\n"
+        f"---\n{settings}"
         f"nvidia_container_toolkit_repo_key_fingerprint: {(standin / 'gpgkey.fingerprint').read_text().strip()}\n")
     whole = bundle_plan.make(inventory_module.load(inventory_module.resolve(str(inventory)), []), ["12"])
     # The toolkit's packages only: the rest of a GPU host's (the NVIDIA driver's DKMS build

@@ -313,7 +313,8 @@ STORE = Path(__file__).resolve().parents[2] / "molecule" / "ollama" / "standin-m
 def registry():
     """STAND-IN for Ollama's registry (no registry is reachable here): the stand-in model's
     store served as the OCI distribution API serves it (/v2/NAME/manifests/TAG and
-    /v2/NAME/blobs/DIGEST), on a local port. `served` may replace a path's bytes."""
+    /v2/NAME/blobs/DIGEST), on a local port. `served` may replace a path's bytes (or give
+    (bytes, a longer Content-Length): a transfer cut short)."""
     served: dict[str, bytes] = {}
     asked: list[tuple[str, str]] = []
 
@@ -330,8 +331,9 @@ def registry():
             if data is None:
                 self.send_error(404)
                 return
+            data, length = data if isinstance(data, tuple) else (data, len(data))
             self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Length", str(length))
             self.end_headers()
             self.wfile.write(data)
 
@@ -397,3 +399,24 @@ def test_a_second_build_with_the_same_key_waits_for_the_first_and_says_so(tmp_pa
         order.append("first done")
     second.join(timeout=10)
     assert order == ["first done", "second"]
+
+
+def test_a_blob_the_registry_lacks_is_named_as_a_blob(registry, tmp_path):
+    url, served, _ = registry
+    manifest = (STORE / bundle_build.model_manifest("standin-offline:1b")).read_bytes()
+    digest = bundle_build.manifest_digests(manifest)[-1]
+    missing = "sha256:" + "0" * 64
+    served["/v2/library/standin-offline/manifests/1b"] = manifest.replace(digest.encode(), missing.encode())
+    with pytest.raises(InstallerError) as raised:
+        pulled(tmp_path, url, ["standin-offline:1b"])
+    assert str(raised.value) == (f"ollama_models: standin-offline:1b: the blob {missing}: "
+                                 f"{url}/v2/library/standin-offline/blobs/{missing}: 404 Not Found")
+
+
+def test_a_transfer_cut_short_is_an_error_that_names_it_not_a_traceback(registry, tmp_path):
+    url, served, _ = registry
+    served["/v2/library/standin-offline/manifests/1b"] = (b'{"layers": [', 4096)
+    with pytest.raises(InstallerError) as raised:
+        pulled(tmp_path, url, ["standin-offline:1b"])
+    assert str(raised.value).startswith(f"ollama_models: standin-offline:1b: {url}/v2/library/standin-offline/"
+                                        "manifests/1b: IncompleteRead")

@@ -102,6 +102,15 @@ def test_a_vendor_repository_comes_with_where_to_fetch_it(tmp_path):
     assert mirrored.sources["12"]["nvidia"]["local"] == "/srv/nvidia"
 
 
+def test_gpu_hosts_that_run_apps_get_the_gpu_checks_image(tmp_path):
+    image = manifests.role_default("nvidia_container_toolkit", "nvidia_container_toolkit_verify_image")
+    assert plan_of(tmp_path / "gpu", ("12",), with_group("gpu", "web")).images == {image: ""}
+    assert plan_of(tmp_path / "no-gpu", ("12",)).images == {}
+    own = plan_of(tmp_path / "own", ("12",), with_group("gpu", "web"),
+                  main="---\nnvidia_container_toolkit_verify_image: registry.internal/cuda:12\n")
+    assert own.images == {"registry.internal/cuda:12": ""}
+
+
 def test_hosts_that_fetch_one_repository_differently_are_refused(tmp_path):
     # The toolkit goes to GPU hosts that run apps: two of them, one with a local copy.
     hosts = HOSTS.replace("app: {hosts: {web: {}}}", "app: {hosts: {web: {}, db: {}}}") + \
@@ -211,3 +220,18 @@ def test_a_bundle_lacking_a_vendor_package_version_is_named(tmp_path):
     assert bundle_plan.missing(plan, bundled) == [
         "Debian 12: the packages " + ", ".join(sorted(plan.packages["12"]["nvidia"])) + " (from the nvidia repository)"]
     assert bundle_plan.missing(plan, plan.as_dict()) == []
+
+
+def test_installer_bundle_refuses_a_model_registry_beside_a_local_store(tmp_path, capsys):
+    from platformctl.cli import main
+
+    folder = tmp_path / "inventory"
+    plan_of(folder, ("12",), with_group("ollama", "db"), main="---\nollama_models: [qwen2:0.5b]\n"
+                                                             "ollama_models_src: /srv/models\n")
+    output = tmp_path / "platform.bundle"
+    assert main(["bundle", "--inventory", str(folder), "--output", str(output), "--release", "12",
+                 "--model-registry", "https://mirror.internal"]) == 4
+    assert capsys.readouterr().err.strip() == (
+        "error: --model-registry https://mirror.internal: the inventory's ollama_models_src (/srv/models) gives the "
+        "models; leave one of them out")
+    assert not output.exists()

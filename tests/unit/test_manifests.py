@@ -154,6 +154,10 @@ def test_every_download_condition_evaluates_and_local_sources_take_their_place(t
     # What stays is the repositories the settings point elsewhere: preflight checks those.
     assert {d["name"]: d["url"].split("/dists/")[0] for d in local} == {
         "docker-ce-repository": "http://mirror.internal/docker", "pgdg-repository": "http://mirror.internal/pgdg"}
+    # From an offline bundle, nothing: the bundle carries it all (NVIDIA's repository among it).
+    assert downloads_of_a_host_in_every_group(tmp_path, {**EVERY_DOWNLOAD_ON, "docker_source": "docker.io",
+                                                         "postgresql_repository": "distribution",
+                                                         "platform_bundle_dir": "/srv/bundle"}) == []
 
 
 def test_restore_is_not_dispatched_and_other_entry_points_options_are_known():

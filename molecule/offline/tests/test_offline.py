@@ -87,6 +87,8 @@ def test_the_gpu_hosts_container_toolkit_came_from_the_bundle(host):
     assert not host.file("/etc/apt/sources.list.d/nvidia-container-toolkit.sources").exists
     assert not host.file("/etc/apt/keyrings/nvidia-container-toolkit.asc").exists
     assert host.file("/usr/bin/nvidia-ctk").is_file
+    # The GPU check's image (STAND-IN), loaded from the bundle: `docker run` cannot pull here.
+    assert "platform-gpu-check:1" in host.check_output("docker image ls --format '{{.Repository}}:{{.Tag}}'")
 
 
 def test_apt_has_the_hosts_own_sources_back_and_trusts_the_bundle_key_for_its_source_only(host):
