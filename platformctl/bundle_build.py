@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from platformctl import bundle, paths
+from platformctl import bundle, paths, validation
 from platformctl.bundle_plan import DEBIAN_CODENAMES, DEBIAN_PYTHON, Plan, image_file
 from platformctl.errors import BadInput, InstallerError
 
@@ -154,7 +154,7 @@ class Build:
                     (folder / "ca-certificates.crt").chmod(0o644)
             with bundle.keyring() as ring:
                 found = ring.import_key(key)
-            pinned = "".join(source["key_fingerprint"].split()).upper()
+            pinned = validation.plan("signing_keys").fingerprint_of(source["key_fingerprint"])
             if found != [pinned]:
                 raise InstallerError(f"the {repository} repository's key has the fingerprint "
                                      f"{', '.join(found) or 'of no OpenPGP key'}, not the pinned {pinned}: "
@@ -226,10 +226,11 @@ class Build:
             shutil.copy2(source, target)
         else:
             self.say(f"ollama: downloading {archive['url']}")
-            download(archive["url"], "ollama_archive_url", into=target)
+            found = download(archive["url"], "ollama_archive_url", into=target)[1]
         if archive["sha256"]:
-            with target.open("rb") as stream:
-                found = bundle.digest(stream).sha256
+            if archive["src"]:
+                with target.open("rb") as stream:
+                    found = bundle.digest(stream).sha256
             if found != archive["sha256"]:
                 raise InstallerError(f"{archive['name']}: sha256 {found}, not ollama_archive_sha256 "
                                      f"{archive['sha256']}: the download is not the pinned release")
