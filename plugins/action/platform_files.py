@@ -1,0 +1,116 @@
+"""A role's files, folders and removals in one task: one remote read of every path, then a
+module run only for what is not in place.
+
+Each file goes through Ansible's own template or copy action, so validation before the
+write, check mode, diffs and backups behave as in a task of its own; the copy action takes
+the destination's state from the one read made here (plugins/action/copy.py) instead of a
+stat module run per file. A rerun with nothing to change makes one module run for the whole
+list instead of one per entry.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+_ENTRY = {
+    "dest": {"type": "path", "required": True},
+    "template": {"type": "str"},
+    "src": {"type": "str"},
+    "content": {"type": "str", "no_log": False},
+    "state": {"type": "str", "choices": ["file", "directory", "absent"], "default": "file"},
+    "owner": {"type": "str"},
+    "group": {"type": "str"},
+    "mode": {"type": "raw"},
+    "validate": {"type": "str"},
+}
+_OCTAL = re.compile(r"^0?[0-7]{3,4}$")
+# Where the copy action finds the states read here (one connection per task and host).
+STATES_ATTRIBUTE = "_platform_file_states"
+
+
+def attributes_in_place(entry: dict, state: dict) -> bool:
+    """Whether `state` (platform_file_states) already has the entry's owner, group and mode
+    (by name or number; octal modes only: anything else goes to the file module)."""
+    owner, group, mode = entry.get("owner"), entry.get("group"), entry.get("mode")
+    if owner is not None and str(owner) not in (state.get("pw_name"), str(state.get("uid"))):
+        return False
+    if group is not None and str(group) not in (state.get("gr_name"), str(state.get("gid"))):
+        return False
+    if mode is None:
+        return True
+    wanted = mode if isinstance(mode, int) else int(mode, 8) if _OCTAL.match(str(mode)) else None
+    return wanted is not None and wanted == int(state.get("mode", "-1"), 8)
+
+
+def in_place(entry: dict, state: dict) -> bool:
+    """Whether a folder or removal entry needs no module run (files are the copy action's)."""
+    if entry["state"] == "absent":
+        return not state.get("exists")
+    return bool(state.get("isdir")) and not state.get("islnk") and attributes_in_place(entry, state)
+
+
+def sources_of(entry: dict) -> list[str]:
+    return [key for key in ("template", "src", "content") if entry.get(key) is not None]
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = True
+    _requires_connection = True
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        _, args = self.validate_argument_spec(argument_spec={
+            "files": {"type": "list", "elements": "dict", "required": True, "options": _ENTRY}})
+        entries = args["files"]
+        for entry in entries:
+            sources = sources_of(entry)
+            if (entry["state"] == "file") != (len(sources) == 1):
+                raise AnsibleActionFail(f"{entry['dest']}: a file takes one of template, src or content; "
+                                        f"a directory or absent entry none (found {sources or 'none'})")
+        read = self._execute_module("ansible.legacy.platform_file_states",
+                                    module_args={"paths": [entry["dest"] for entry in entries]},
+                                    task_vars=task_vars)
+        if read.get("failed"):
+            return {**result, **read}
+        states = read["states"]
+        setattr(self._connection, STATES_ATTRIBUTE, {
+            entry["dest"]: states[entry["dest"]] for entry in entries
+            if entry["state"] == "file" and not states[entry["dest"]].get("islnk")})
+        done, diffs = [], []
+        try:
+            for entry in entries:
+                outcome = self._apply(entry, states[entry["dest"]], task_vars)
+                if outcome.get("diff"):
+                    diffs.extend(outcome["diff"] if isinstance(outcome["diff"], list) else [outcome["diff"]])
+                done.append({"dest": entry["dest"], "state": entry["state"], "changed": bool(outcome.get("changed"))})
+                if outcome.get("failed"):
+                    return {**result, **outcome, "files": done,
+                            "msg": f"{entry['dest']}: {outcome.get('msg', 'failed')}"}
+        finally:
+            setattr(self._connection, STATES_ATTRIBUTE, {})
+        result.update(changed=any(item["changed"] for item in done), files=done)
+        if diffs:
+            result["diff"] = diffs
+        return result
+
+    def _apply(self, entry: dict, state: dict, task_vars: dict) -> dict:
+        attributes = {key: entry[key] for key in ("owner", "group", "mode") if entry.get(key) is not None}
+        if entry["state"] != "file":
+            if in_place(entry, state):
+                return {"changed": False}
+            return self._execute_module("ansible.legacy.file", task_vars=task_vars, module_args={
+                "path": entry["dest"], "state": entry["state"],
+                **(attributes if entry["state"] == "directory" else {})})
+        action = "ansible.legacy.template" if entry.get("template") is not None else "ansible.legacy.copy"
+        task = self._task.copy()
+        task.args = {"dest": entry["dest"], **attributes,
+                     **({"validate": entry["validate"]} if entry.get("validate") else {}),
+                     **{("src" if key == "template" else key): entry[key] for key in sources_of(entry)}}
+        handler = self._shared_loader_obj.action_loader.get(
+            action, task=task, connection=self._connection, play_context=self._play_context, loader=self._loader,
+            templar=self._templar, shared_loader_obj=self._shared_loader_obj)
+        return handler.run(task_vars=task_vars)

@@ -1,0 +1,143 @@
+"""The platform_files action (plugins/action/platform_files.py): a role's files, folders and
+removals with one remote read, through real ansible-playbook with the repository's
+ansible.cfg. A rerun runs the reading module once and nothing else; drift in content, mode
+and folders is found and repaired (in check mode only reported); validation still guards the
+write."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from platformctl import paths
+
+PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+action = _load("platform_files_action", PLUGINS / "action" / "platform_files.py")
+states = _load("platform_file_states_module", PLUGINS / "modules" / "platform_file_states.py")
+
+FOLDER = {"exists": True, "isreg": False, "isdir": True, "islnk": False, "pw_name": "root", "gr_name": "adm",
+          "uid": 0, "gid": 4, "mode": "0750"}
+
+
+@pytest.mark.parametrize(("entry", "state", "expected"), [
+    ({"state": "directory", "owner": "root", "group": "adm", "mode": "0750"}, FOLDER, True),
+    ({"state": "directory", "owner": 0, "group": "4", "mode": "750"}, FOLDER, True),
+    ({"state": "directory"}, FOLDER, True),
+    ({"state": "directory", "mode": "0755"}, FOLDER, False),
+    ({"state": "directory", "owner": "postgres"}, FOLDER, False),
+    ({"state": "directory", "mode": "u=rwx,g=rx"}, FOLDER, False),
+    ({"state": "directory"}, {**FOLDER, "islnk": True}, False),
+    ({"state": "directory"}, {"exists": False}, False),
+    ({"state": "absent"}, {"exists": False}, True),
+    ({"state": "absent"}, FOLDER, False),
+])
+def test_a_folder_or_removal_in_place_needs_no_module_run(entry: dict, state: dict, expected: bool) -> None:
+    assert action.in_place(entry, state) is expected
+
+
+def test_the_reading_module_reports_files_folders_links_and_absent_paths(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"port = 5432\n")
+    (tmp_path / "file").chmod(0o640)
+    (tmp_path / "link").symlink_to(tmp_path / "file")
+    file, folder, link, absent = (states.state_of(str(tmp_path / name)) for name in ("file", ".", "link", "none"))
+    assert file["isreg"] and file["mode"] == "0640" and file["uid"] == os.getuid()
+    assert file["checksum"] == hashlib.sha1(b"port = 5432\n").hexdigest()  # noqa: S324  (Ansible's checksum)
+    assert folder["isdir"] and "checksum" not in folder
+    assert link["islnk"] and not link["isreg"] and "checksum" not in link
+    assert absent == {"exists": False}
+
+
+PLAYBOOK = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: The files
+      platform_files:
+        files:
+          - {dest: "{{ root }}/conf.d", state: directory, mode: "0750"}
+          - {dest: "{{ root }}/conf.d/settings.conf", template: settings.j2, mode: "0640", validate: "grep -q '^port = [0-9]*$' %s"}
+          - {dest: "{{ root }}/conf.d/motd", content: "hello\\n", mode: "0644"}
+          - {dest: "{{ root }}/stale.conf", state: absent}
+      notify: Restart
+  handlers:
+    - name: Restart
+      ansible.builtin.debug:
+        msg: handler ran
+"""
+
+
+def _play(tmp_path: Path, *extra: str, port: str = "5432") -> subprocess.CompletedProcess:
+    (tmp_path / "templates").mkdir(exist_ok=True)
+    (tmp_path / "templates" / "settings.j2").write_text("{{ ansible_managed | comment }}\nport = {{ listen_port }}\n")
+    (tmp_path / "site.yml").write_text(PLAYBOOK)
+    env = dict(os.environ, ANSIBLE_CONFIG=str(paths.ANSIBLE_CFG), ANSIBLE_NOCOLOR="1")
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local", "-vvv",
+         "-e", f"root={tmp_path / 'etc'}", "-e", f"listen_port={port}", "-e", f"ansible_python_interpreter={sys.executable}",
+         *extra, str(tmp_path / "site.yml")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+
+
+def _changed(run: subprocess.CompletedProcess) -> int:
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    return int(run.stdout.split("changed=")[-1].split()[0])
+
+
+def test_a_rerun_reads_every_path_once_and_drift_is_repaired(tmp_path: Path) -> None:
+    etc = tmp_path / "etc"
+    first = _play(tmp_path)
+    assert _changed(first) == 1 and "handler ran" in first.stdout
+    assert (etc / "conf.d").stat().st_mode & 0o777 == 0o750
+    assert (etc / "conf.d" / "settings.conf").read_text().endswith("port = 5432\n")
+
+    rerun = _play(tmp_path)
+    assert _changed(rerun) == 0 and "handler ran" not in rerun.stdout
+    ran = [line.rsplit("/", 1)[-1] for line in rerun.stdout.splitlines() if line.startswith("Using module file ")]
+    assert ran == ["platform_file_states.py"], f"a rerun with nothing to change ran {ran}"
+
+    (etc / "conf.d").chmod(0o755)
+    (etc / "stale.conf").write_text("left behind\n")
+    (etc / "conf.d" / "motd").write_text("changed by hand\n")
+    check = _play(tmp_path, "--check", "--diff")
+    assert _changed(check) == 1 and "+hello" in check.stdout
+    assert (etc / "conf.d").stat().st_mode & 0o777 == 0o755 and (etc / "stale.conf").exists(), \
+        "check mode must report drift, not repair it"
+    assert _changed(_play(tmp_path)) == 1
+    assert (etc / "conf.d").stat().st_mode & 0o777 == 0o750 and not (etc / "stale.conf").exists()
+    assert (etc / "conf.d" / "motd").read_text() == "hello\n"
+    assert _changed(_play(tmp_path)) == 0
+
+
+def test_a_file_that_fails_validation_is_not_written_and_is_named(tmp_path: Path) -> None:
+    assert _changed(_play(tmp_path)) == 1
+    failed = _play(tmp_path, port="none")
+    assert failed.returncode != 0
+    assert "settings.conf: failed to validate" in " ".join(failed.stdout.split())
+    assert (tmp_path / "etc" / "conf.d" / "settings.conf").read_text().endswith("port = 5432\n")
+
+
+def test_an_entry_with_two_sources_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "settings.j2").write_text("x\n")
+    (tmp_path / "site.yml").write_text(PLAYBOOK.replace('template: settings.j2,', 'template: settings.j2, content: "x",'))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(paths.ANSIBLE_CFG), ANSIBLE_NOCOLOR="1")
+    run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                          "-e", f"root={tmp_path}", "-e", f"ansible_python_interpreter={sys.executable}",
+                          str(tmp_path / "site.yml")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         check=False)
+    assert run.returncode != 0 and "a file takes one of template, src or content" in run.stdout
