@@ -25,6 +25,7 @@ _ENTRY = {
     "group": {"type": "str"},
     "mode": {"type": "raw"},
     "validate": {"type": "str"},
+    "when": {"type": "bool", "default": True},
 }
 _OCTAL = re.compile(r"^0?[0-7]{3,4}$")
 # Where the copy action finds the states read here (one connection per task and host).
@@ -65,12 +66,14 @@ class ActionModule(ActionBase):
         del tmp
         _, args = self.validate_argument_spec(argument_spec={
             "files": {"type": "list", "elements": "dict", "required": True, "options": _ENTRY}})
-        entries = args["files"]
+        entries = [entry for entry in args["files"] if entry["when"]]
         for entry in entries:
             sources = sources_of(entry)
-            if (entry["state"] == "file") != (len(sources) == 1):
+            if entry["state"] == "file" and len(sources) != 1 or entry["state"] == "directory" and sources:
                 raise AnsibleActionFail(f"{entry['dest']}: a file takes one of template, src or content; "
-                                        f"a directory or absent entry none (found {sources or 'none'})")
+                                        f"a directory none (found {sources or 'none'})")
+        if not entries:
+            return {**result, "changed": False, "files": []}
         read = self._execute_module("ansible.legacy.platform_file_states",
                                     module_args={"paths": [entry["dest"] for entry in entries]},
                                     task_vars=task_vars)

@@ -36,7 +36,9 @@ options:
         description: The file's whole content.
         type: str
       state:
-        description: C(file) (one of O(files[].template), O(files[].src) or O(files[].content)), C(directory) or C(absent).
+        description: >-
+          C(file) (with one of O(files[].template), O(files[].src) or O(files[].content)),
+          C(directory) or C(absent).
         type: str
         choices: [file, directory, absent]
         default: file
@@ -52,6 +54,13 @@ options:
       validate:
         description: A command that checks the new file (C(%s)) before it replaces the old one.
         type: str
+      when:
+        description: >-
+          Whether the entry applies; an entry with C(false) is left alone, as a task whose
+          condition is false. With O(files[].state) chosen by a condition, one entry can
+          write a file in one case and remove it in the other (C(absent) ignores the source).
+        type: bool
+        default: true
 author: The platform's maintainers
 """
 

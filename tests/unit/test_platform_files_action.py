@@ -141,3 +141,20 @@ def test_an_entry_with_two_sources_is_refused(tmp_path: Path) -> None:
                           str(tmp_path / "site.yml")], cwd=tmp_path, env=env, capture_output=True, text=True,
                          check=False)
     assert run.returncode != 0 and "a file takes one of template, src or content" in run.stdout
+
+
+def test_entries_whose_condition_is_false_are_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "stale.conf").write_text("kept\n")
+    (tmp_path / "site.yml").write_text(PLAYBOOK.replace("state: absent}", "state: absent, when: false}")
+                                       .replace('content: "hello\\n",', 'content: "hello\\n", when: "{{ 1 > 2 }}",'))
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "settings.j2").write_text("port = 1\n")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(paths.ANSIBLE_CFG), ANSIBLE_NOCOLOR="1")
+    run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                          "-e", f"root={tmp_path / 'etc'}", "-e", f"ansible_python_interpreter={sys.executable}",
+                          str(tmp_path / "site.yml")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         check=False)
+    assert _changed(run) == 1
+    assert (tmp_path / "etc" / "stale.conf").exists() and not (tmp_path / "etc" / "conf.d" / "motd").exists()
+    assert (tmp_path / "etc" / "conf.d" / "settings.conf").exists()
