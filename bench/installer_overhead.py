@@ -6,6 +6,7 @@ theirs), and what it adds over ansible-playbook with the same inventory and play
     PATH=$PWD/.venv/bin:$PATH .venv/bin/python bench/installer_overhead.py [--rounds 3]
         [--first-installs 3]          # each on a freshly created host
         [--installed EPHEMERAL_DIR]   # a host e2e already installed: no first install
+        [--baseline CHECKOUT]         # also: no-op reruns by another checkout, alternated
 
 Creates and prepares the e2e scenario's host in a molecule folder of its own and writes the
 scenario's inventory (its converge, tag e2e_inventory only). Times first installs (each on a
@@ -13,8 +14,11 @@ fresh host), then no-op reruns (preflight, site.yml and verify) and `check`, `--
 each, and prints every run with the machine's load and the median of each. Then it
 alternates `ansible-playbook --check --diff playbooks/site.yml` with `installer.py check`
 (the same playbook in the same mode, with the same configuration, roles and vault
-password: the difference is the installer's own work) and prints the ratio. Not beside the
-e2e scenario: it uses that scenario's host name and network.
+password: the difference is the installer's own work) and prints the ratio. With
+--baseline (a checkout of another revision, with its own .venv or this one's), it then
+alternates no-op reruns by that checkout's installer.py and by this one on the same host and
+inventory, and prints the ratio of their medians. Not beside the e2e scenario: it uses that
+scenario's host name and network.
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ def main() -> None:
     parser.add_argument("--first-installs", type=int, default=1)
     parser.add_argument("--installed", metavar="EPHEMERAL_DIR",
                         help="molecule folder of an e2e host already installed (kept afterwards)")
+    parser.add_argument("--baseline", metavar="CHECKOUT", type=Path,
+                        help="another revision's checkout whose no-op reruns are alternated with this one's")
     args = parser.parse_args()
     rounds = args.rounds
     times: dict[str, list[float]] = {}
@@ -94,6 +100,10 @@ def main() -> None:
             for _ in range(rounds):
                 measured("playbook check", playbook_check, playbook_env, times)
                 measured("installer check", [*installer, "check"], env, times)
+            baseline = [sys.executable, str(args.baseline / "installer.py"), "--inventory", folder]
+            for _ in range(rounds if args.baseline else 0):
+                measured("baseline rerun", baseline, env, times)
+                measured("this rerun", installer, env, times)
         finally:
             if not args.installed:
                 testhosts.destroy_e2e_host(env)
@@ -103,6 +113,9 @@ def main() -> None:
         print(f"{name:<16} {statistics.median(values):7.1f} s   median of {len(values)}")
     ratio = statistics.median(times["installer check"]) / statistics.median(times["playbook check"])
     print(f"installer overhead ratio (installer check / playbook check) {ratio:.2f}x")
+    if args.baseline:
+        ratio = statistics.median(times["this rerun"]) / statistics.median(times["baseline rerun"])
+        print(f"no-op rerun, this checkout / {args.baseline}: {ratio:.2f}x")
 
 
 if __name__ == "__main__":
