@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 import ansible.plugins.action
+from ansible.utils.hashing import checksum
 
 # Ansible loads this file as ansible.plugins.action.copy, the name of core's own module, so
 # core's is loaded from its file under a name of its own.
@@ -53,9 +54,25 @@ def attributes_in_place(args: dict, stat: dict) -> bool:
 
 
 class ActionModule(CoreCopy):
+    def _batched(self) -> bool:
+        """Whether a platform_files task called this action (plugins/action/platform_files.py)."""
+        return hasattr(self._connection, "_platform_file_states")
+
+    def _early_needs_tmp_path(self):
+        return not self._batched() and super()._early_needs_tmp_path()
+
+    def _copy_file(self, source_full, source_rel, content, content_tempfile, dest, task_vars, follow):
+        # Within a platform_files task the temporary folder is made here, for a file that will
+        # be written: core's copy needs it only then.
+        if self._batched() and self._connection._shell.tmpdir is None and not self._task.check_mode:
+            known = self._connection._platform_file_states.get(dest)
+            if known is None or known.get("checksum") != checksum(source_full):
+                self._make_tmp_path()
+        return super()._copy_file(source_full, source_rel, content, content_tempfile, dest, task_vars, follow)
+
     def _execute_remote_stat(self, path, all_vars, follow, tmp=None, checksum=True):
         # A platform_files task read every destination in one module run before it came here.
-        known = getattr(self._connection, "_platform_file_states", {}).pop(path, None)
+        known = getattr(self._connection, "_platform_file_states", {}).get(path)
         if known is not None and not follow and checksum:
             stat = dict(known, checksum=known.get("checksum", "1" if not known["exists"] else ""))
         else:

@@ -28,7 +28,8 @@ _ENTRY = {
     "when": {"type": "bool", "default": True},
 }
 _OCTAL = re.compile(r"^0?[0-7]{3,4}$")
-# Where the copy action finds the states read here (one connection per task and host).
+# Where the copy action finds the states read here (one connection per task and host); while
+# it is set, the copy action makes the host's temporary folder only for a file it writes.
 STATES_ATTRIBUTE = "_platform_file_states"
 
 
@@ -58,7 +59,9 @@ def sources_of(entry: dict) -> list[str]:
 
 
 class ActionModule(ActionBase):
-    TRANSFERS_FILES = True
+    # The temporary folder on the host is made only for a file that is written
+    # (plugins/action/copy.py): a rerun with nothing to change needs none.
+    TRANSFERS_FILES = False
     _requires_connection = True
 
     def run(self, tmp=None, task_vars=None):
@@ -74,6 +77,9 @@ class ActionModule(ActionBase):
                                         f"a directory none (found {sources or 'none'})")
         if not entries:
             return {**result, "changed": False, "files": []}
+        dests = [entry["dest"] for entry in entries]
+        if len(set(dests)) < len(dests):
+            raise AnsibleActionFail(f"a path comes more than once: {sorted({d for d in dests if dests.count(d) > 1})}")
         read = self._execute_module("ansible.legacy.platform_file_states",
                                     module_args={"paths": [entry["dest"] for entry in entries]},
                                     task_vars=task_vars)
@@ -94,7 +100,7 @@ class ActionModule(ActionBase):
                     return {**result, **outcome, "files": done,
                             "msg": f"{entry['dest']}: {outcome.get('msg', 'failed')}"}
         finally:
-            setattr(self._connection, STATES_ATTRIBUTE, {})
+            delattr(self._connection, STATES_ATTRIBUTE)
         result.update(changed=any(item["changed"] for item in done), files=done)
         if diffs:
             result["diff"] = diffs
@@ -116,4 +122,8 @@ class ActionModule(ActionBase):
         handler = self._shared_loader_obj.action_loader.get(
             action, task=task, connection=self._connection, play_context=self._play_context, loader=self._loader,
             templar=self._templar, shared_loader_obj=self._shared_loader_obj)
-        return handler.run(task_vars=task_vars)
+        handler._early_needs_tmp_path = lambda: False  # the copy action makes it when it writes
+        try:
+            return handler.run(task_vars=task_vars)
+        finally:
+            self._remove_tmp_path(self._connection._shell.tmpdir)

@@ -109,6 +109,7 @@ def test_a_rerun_reads_every_path_once_and_drift_is_repaired(tmp_path: Path) -> 
     assert _changed(rerun) == 0 and "handler ran" not in rerun.stdout
     ran = [line.rsplit("/", 1)[-1] for line in rerun.stdout.splitlines() if line.startswith("Using module file ")]
     assert ran == ["platform_file_states.py"], f"a rerun with nothing to change ran {ran}"
+    assert "ansible-tmp-" not in rerun.stdout, "a rerun with nothing to write made a temporary folder on the host"
 
     (etc / "conf.d").chmod(0o755)
     (etc / "stale.conf").write_text("left behind\n")
