@@ -7,6 +7,7 @@ theirs), and what it adds over ansible-playbook with the same inventory and play
         [--first-installs 3]          # each on a freshly created host
         [--installed EPHEMERAL_DIR]   # a host e2e already installed: no first install
         [--baseline CHECKOUT]         # also: no-op reruns by another checkout, alternated
+        [--baseline-rounds 3]         # (--rounds 0 --baseline ...: only those)
 
 Creates and prepares the e2e scenario's host in a molecule folder of its own and writes the
 scenario's inventory (its converge, tag e2e_inventory only). Times first installs (each on a
@@ -72,6 +73,7 @@ def main() -> None:
                         help="molecule folder of an e2e host already installed (kept afterwards)")
     parser.add_argument("--baseline", metavar="CHECKOUT", type=Path,
                         help="another revision's checkout whose no-op reruns are alternated with this one's")
+    parser.add_argument("--baseline-rounds", type=int, default=3, help="no-op reruns of each checkout (--baseline)")
     args = parser.parse_args()
     rounds = args.rounds
     times: dict[str, list[float]] = {}
@@ -101,7 +103,7 @@ def main() -> None:
                 measured("playbook check", playbook_check, playbook_env, times)
                 measured("installer check", [*installer, "check"], env, times)
             baseline = [sys.executable, str(args.baseline / "installer.py"), "--inventory", folder]
-            for _ in range(rounds if args.baseline else 0):
+            for _ in range(args.baseline_rounds if args.baseline else 0):
                 measured("baseline rerun", baseline, env, times)
                 measured("this rerun", installer, env, times)
         finally:
@@ -111,8 +113,9 @@ def main() -> None:
     print(f"\nmedians (load after the run {load()}):")
     for name, values in times.items():
         print(f"{name:<16} {statistics.median(values):7.1f} s   median of {len(values)}")
-    ratio = statistics.median(times["installer check"]) / statistics.median(times["playbook check"])
-    print(f"installer overhead ratio (installer check / playbook check) {ratio:.2f}x")
+    if times.get("playbook check"):
+        ratio = statistics.median(times["installer check"]) / statistics.median(times["playbook check"])
+        print(f"installer overhead ratio (installer check / playbook check) {ratio:.2f}x")
     if args.baseline:
         ratio = statistics.median(times["this rerun"]) / statistics.median(times["baseline rerun"])
         print(f"no-op rerun, this checkout / {args.baseline}: {ratio:.2f}x")

@@ -61,7 +61,7 @@ class ActionModule(CoreCopy):
     def _early_needs_tmp_path(self):
         return not self._batched() and super()._early_needs_tmp_path()
 
-    def _copy_file(self, source_full, source_rel, content, content_tempfile, dest, task_vars, follow):
+    def _copy_file(self, source_full, source_rel, content, content_tempfile, dest, task_vars, follow):  # noqa: PLR0917  (core's)
         # Within a platform_files task the temporary folder is made here, for a file that will
         # be written: core's copy needs it only then.
         if self._batched() and self._connection._shell.tmpdir is None and not self._task.check_mode:

@@ -72,7 +72,7 @@ class ActionModule(ActionBase):
         entries = [entry for entry in args["files"] if entry["when"]]
         for entry in entries:
             sources = sources_of(entry)
-            if entry["state"] == "file" and len(sources) != 1 or entry["state"] == "directory" and sources:
+            if (entry["state"] == "file" and len(sources) != 1) or (entry["state"] == "directory" and sources):
                 raise AnsibleActionFail(f"{entry['dest']}: a file takes one of template, src or content; "
                                         f"a directory none (found {sources or 'none'})")
         if not entries:

@@ -3,6 +3,14 @@
 
 from __future__ import annotations
 
+import grp
+import hashlib
+import os
+import pwd
+import stat
+
+from ansible.module_utils.basic import AnsibleModule
+
 DOCUMENTATION = r"""
 ---
 module: platform_file_states
@@ -34,15 +42,6 @@ states:
   returned: always
   type: dict
 """
-
-import grp
-import hashlib
-import os
-import pwd
-import stat
-
-from ansible.module_utils.basic import AnsibleModule
-
 
 def _name(lookup, number: int) -> str:
     try:

@@ -70,7 +70,10 @@ PLAYBOOK = """
       platform_files:
         files:
           - {dest: "{{ root }}/conf.d", state: directory, mode: "0750"}
-          - {dest: "{{ root }}/conf.d/settings.conf", template: settings.j2, mode: "0640", validate: "grep -q '^port = [0-9]*$' %s"}
+          - dest: "{{ root }}/conf.d/settings.conf"
+            template: settings.j2
+            mode: "0640"
+            validate: "grep -q '^port = [0-9]*$' %s"
           - {dest: "{{ root }}/conf.d/motd", content: "hello\\n", mode: "0644"}
           - {dest: "{{ root }}/stale.conf", state: absent}
       notify: Restart
@@ -81,15 +84,15 @@ PLAYBOOK = """
 """
 
 
-def _play(tmp_path: Path, *extra: str, port: str = "5432") -> subprocess.CompletedProcess:
+def _play(tmp_path: Path, *extra: str, port: str = "5432", playbook: str = PLAYBOOK) -> subprocess.CompletedProcess:
     (tmp_path / "templates").mkdir(exist_ok=True)
     (tmp_path / "templates" / "settings.j2").write_text("{{ ansible_managed | comment }}\nport = {{ listen_port }}\n")
-    (tmp_path / "site.yml").write_text(PLAYBOOK)
+    (tmp_path / "site.yml").write_text(playbook)
     env = dict(os.environ, ANSIBLE_CONFIG=str(paths.ANSIBLE_CFG), ANSIBLE_NOCOLOR="1")
     return subprocess.run(
         [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local", "-vvv",
-         "-e", f"root={tmp_path / 'etc'}", "-e", f"listen_port={port}", "-e", f"ansible_python_interpreter={sys.executable}",
-         *extra, str(tmp_path / "site.yml")],
+         "-e", f"root={tmp_path / 'etc'}", "-e", f"listen_port={port}",
+         "-e", f"ansible_python_interpreter={sys.executable}", *extra, str(tmp_path / "site.yml")],
         cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
 
 
@@ -133,29 +136,16 @@ def test_a_file_that_fails_validation_is_not_written_and_is_named(tmp_path: Path
 
 
 def test_an_entry_with_two_sources_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "templates").mkdir()
-    (tmp_path / "templates" / "settings.j2").write_text("x\n")
-    (tmp_path / "site.yml").write_text(PLAYBOOK.replace('template: settings.j2,', 'template: settings.j2, content: "x",'))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(paths.ANSIBLE_CFG), ANSIBLE_NOCOLOR="1")
-    run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-                          "-e", f"root={tmp_path}", "-e", f"ansible_python_interpreter={sys.executable}",
-                          str(tmp_path / "site.yml")], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         check=False)
-    assert run.returncode != 0 and "a file takes one of template, src or content" in run.stdout
+    two_sources = PLAYBOOK.replace("template: settings.j2", 'template: settings.j2\n            content: "x"')
+    run = _play(tmp_path, playbook=two_sources)
+    assert run.returncode != 0 and "a file takes one of template, src or content" in " ".join(run.stdout.split())
 
 
 def test_entries_whose_condition_is_false_are_left_alone(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "stale.conf").write_text("kept\n")
-    (tmp_path / "site.yml").write_text(PLAYBOOK.replace("state: absent}", "state: absent, when: false}")
-                                       .replace('content: "hello\\n",', 'content: "hello\\n", when: "{{ 1 > 2 }}",'))
-    (tmp_path / "templates").mkdir()
-    (tmp_path / "templates" / "settings.j2").write_text("port = 1\n")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(paths.ANSIBLE_CFG), ANSIBLE_NOCOLOR="1")
-    run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-                          "-e", f"root={tmp_path / 'etc'}", "-e", f"ansible_python_interpreter={sys.executable}",
-                          str(tmp_path / "site.yml")], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         check=False)
+    run = _play(tmp_path, playbook=PLAYBOOK.replace("state: absent}", "state: absent, when: false}")
+                .replace('content: "hello\\n",', 'content: "hello\\n", when: "{{ 1 > 2 }}",'))
     assert _changed(run) == 1
     assert (tmp_path / "etc" / "stale.conf").exists() and not (tmp_path / "etc" / "conf.d" / "motd").exists()
     assert (tmp_path / "etc" / "conf.d" / "settings.conf").exists()
