@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import re
 
-from ansible.errors import AnsibleActionFail
+from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.plugins.action import ActionBase
 
 _ENTRY = {
-    "dest": {"type": "path", "required": True},
+    # Paths on the host: not expanded here, where ~ and $HOME are the controller's.
+    "dest": {"type": "str", "required": True},
     "template": {"type": "str"},
     "src": {"type": "str"},
-    "content": {"type": "str", "no_log": False},
+    # Text, or data that core's copy writes as JSON.
+    "content": {"type": "raw", "no_log": False},
     "state": {"type": "str", "choices": ["file", "directory", "absent"], "default": "file"},
     "owner": {"type": "str"},
     "group": {"type": "str"},
@@ -71,6 +73,8 @@ class ActionModule(ActionBase):
             "files": {"type": "list", "elements": "dict", "required": True, "options": _ENTRY}})
         entries = [entry for entry in args["files"] if entry["when"]]
         for entry in entries:
+            if not entry["dest"].startswith("/"):
+                raise AnsibleActionFail(f"{entry['dest']}: dest must be an absolute path")
             sources = sources_of(entry)
             if (entry["state"] == "file" and len(sources) != 1) or (entry["state"] == "directory" and sources):
                 raise AnsibleActionFail(f"{entry['dest']}: a file takes one of template, src or content; "
@@ -97,7 +101,7 @@ class ActionModule(ActionBase):
                     diffs.extend(outcome["diff"] if isinstance(outcome["diff"], list) else [outcome["diff"]])
                 done.append({"dest": entry["dest"], "state": entry["state"], "changed": bool(outcome.get("changed"))})
                 if outcome.get("failed"):
-                    return {**result, **outcome, "files": done,
+                    return {**result, **outcome, "files": done, "changed": any(item["changed"] for item in done),
                             "msg": f"{entry['dest']}: {outcome.get('msg', 'failed')}"}
         finally:
             delattr(self._connection, STATES_ATTRIBUTE)
@@ -125,5 +129,7 @@ class ActionModule(ActionBase):
         handler._early_needs_tmp_path = lambda: False  # the copy action makes it when it writes
         try:
             return handler.run(task_vars=task_vars)
+        except AnsibleError as error:  # a template that does not render, a source not found
+            return {"failed": True, "msg": error.message}
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)

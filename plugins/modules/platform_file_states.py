@@ -21,9 +21,9 @@ description:
   - Links are not followed; a link is reported as a link, without a checksum.
 options:
   paths:
-    description: The absolute paths to read.
+    description: The absolute paths to read, as given (not expanded).
     type: list
-    elements: path
+    elements: str
     required: true
 author: The platform's maintainers
 """
@@ -76,7 +76,7 @@ def state_of(path: str) -> dict:
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec={"paths": {"type": "list", "elements": "path", "required": True}},
+    module = AnsibleModule(argument_spec={"paths": {"type": "list", "elements": "str", "required": True}},
                            supports_check_mode=True)
     try:
         states = {path: state_of(path) for path in module.params["paths"]}

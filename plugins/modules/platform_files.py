@@ -23,8 +23,8 @@ options:
     required: true
     suboptions:
       dest:
-        description: The absolute path on the host.
-        type: path
+        description: The absolute path on the host (not expanded on the controller).
+        type: str
         required: true
       template:
         description: A template of the role (its C(templates/) folder), rendered as M(ansible.builtin.template) does.
@@ -33,8 +33,8 @@ options:
         description: A file of the role (its C(files/) folder), copied as it is.
         type: str
       content:
-        description: The file's whole content.
-        type: str
+        description: The file's whole content (a dict or list is written as JSON, as M(ansible.builtin.copy) does).
+        type: raw
       state:
         description: >-
           C(file) (with one of O(files[].template), O(files[].src) or O(files[].content)),

@@ -75,8 +75,14 @@ PLAYBOOK = """
             mode: "0640"
             validate: "grep -q '^port = [0-9]*$' %s"
           - {dest: "{{ root }}/conf.d/motd", content: "hello\\n", mode: "0644"}
+          - {dest: "{{ root }}/conf.d/banner", src: banner.txt, mode: "0644"}
           - {dest: "{{ root }}/stale.conf", state: absent}
       notify: Restart
+      register: written
+
+    - name: Say which entries changed
+      ansible.builtin.debug:
+        msg: "CHANGED {{ written.files | selectattr('changed') | map(attribute='dest') | map('basename') | join(',') }}"
   handlers:
     - name: Restart
       ansible.builtin.debug:
@@ -84,16 +90,24 @@ PLAYBOOK = """
 """
 
 
-def _play(tmp_path: Path, *extra: str, port: str = "5432", playbook: str = PLAYBOOK) -> subprocess.CompletedProcess:
+def _play(tmp_path: Path, *extra: str, port: str = "5432", playbook: str = PLAYBOOK,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     (tmp_path / "templates").mkdir(exist_ok=True)
     (tmp_path / "templates" / "settings.j2").write_text("{{ ansible_managed | comment }}\nport = {{ listen_port }}\n")
+    (tmp_path / "files").mkdir(exist_ok=True)
+    (tmp_path / "files" / "banner.txt").write_text("authorised use only\n")
     (tmp_path / "site.yml").write_text(playbook)
-    env = dict(os.environ, ANSIBLE_CONFIG=str(paths.ANSIBLE_CFG), ANSIBLE_NOCOLOR="1")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(paths.ANSIBLE_CFG), ANSIBLE_NOCOLOR="1", **(env or {}))
     return subprocess.run(
         [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local", "-vvv",
          "-e", f"root={tmp_path / 'etc'}", "-e", f"listen_port={port}",
          "-e", f"ansible_python_interpreter={sys.executable}", *extra, str(tmp_path / "site.yml")],
         cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+
+
+def _entries_changed(run: subprocess.CompletedProcess) -> list[str]:
+    """The names of the entries that changed, as the playbook's debug task says them."""
+    return run.stdout.split("CHANGED ", 1)[1].split('"', 1)[0].split("\n", 1)[0].split(",")
 
 
 def _changed(run: subprocess.CompletedProcess) -> int:
@@ -119,9 +133,11 @@ def test_a_rerun_reads_every_path_once_and_drift_is_repaired(tmp_path: Path) -> 
     (etc / "conf.d" / "motd").write_text("changed by hand\n")
     check = _play(tmp_path, "--check", "--diff")
     assert _changed(check) == 1 and "+hello" in check.stdout
+    assert _entries_changed(check) == ["conf.d", "motd", "stale.conf"]
     assert (etc / "conf.d").stat().st_mode & 0o777 == 0o755 and (etc / "stale.conf").exists(), \
         "check mode must report drift, not repair it"
-    assert _changed(_play(tmp_path)) == 1
+    repair = _play(tmp_path)
+    assert _changed(repair) == 1 and _entries_changed(repair) == ["conf.d", "motd", "stale.conf"]
     assert (etc / "conf.d").stat().st_mode & 0o777 == 0o750 and not (etc / "stale.conf").exists()
     assert (etc / "conf.d" / "motd").read_text() == "hello\n"
     assert _changed(_play(tmp_path)) == 0
@@ -129,10 +145,22 @@ def test_a_rerun_reads_every_path_once_and_drift_is_repaired(tmp_path: Path) -> 
 
 def test_a_file_that_fails_validation_is_not_written_and_is_named(tmp_path: Path) -> None:
     assert _changed(_play(tmp_path)) == 1
+    (tmp_path / "etc" / "conf.d" / "motd").write_text("changed by hand\n")
     failed = _play(tmp_path, port="none")
     assert failed.returncode != 0
     assert "settings.conf: failed to validate" in " ".join(failed.stdout.split())
     assert (tmp_path / "etc" / "conf.d" / "settings.conf").read_text().endswith("port = 5432\n")
+    assert (tmp_path / "etc" / "conf.d" / "motd").read_text() == "changed by hand\n", "entries after a failure ran"
+
+
+def test_without_pipelining_files_are_written_and_a_rerun_leaves_no_temporary_folder(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    off = {"ANSIBLE_PIPELINING": "0", "ANSIBLE_REMOTE_TMP": str(home / "tmp")}
+    first = _play(tmp_path, env=off)
+    assert _changed(first) == 1
+    assert (tmp_path / "etc" / "conf.d" / "banner").read_text() == "authorised use only\n"
+    assert _changed(_play(tmp_path, env=off)) == 0
+    assert not any((home / "tmp").glob("ansible-tmp-*")), "a temporary folder was left on the host"
 
 
 def test_an_entry_with_two_sources_is_refused(tmp_path: Path) -> None:
