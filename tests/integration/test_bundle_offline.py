@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import functools
 import http.server
+import ipaddress
 import json
 import os
 import shutil
@@ -196,7 +197,9 @@ def served_over_https(folder: Path, work: Path):
     """`folder` served over https on the Docker bridge's gateway, where a build container
     reaches this machine, with a certificate of a CA made for the test: (the URL, the CA's
     file, to trust as SSL_CERT_FILE)."""
-    gateway = json.loads(docker("network", "inspect", "bridge").stdout)[0]["IPAM"]["Config"][0]["Gateway"]
+    config = json.loads(docker("network", "inspect", "bridge").stdout)[0]["IPAM"]["Config"][0]
+    # Docker 20.10 leaves the gateway out where it is the subnet's first address, its default.
+    gateway = config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
     ca_key, ca, key, request, cert = (work / name for name in ("ca.key", "ca.pem", "tls.key", "tls.csr", "tls.pem"))
     openssl = [
         ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", ca_key,
