@@ -24,13 +24,14 @@ from slow import RUN_SLOW
 
 ROOT = Path(__file__).resolve().parents[2]
 # Minutes each scenario took on the 2-core machine with four scenarios running, its check-mode
-# pass and destroy included (tests/run.sh on 2026-12-02, pytest --durations): the order the
-# scenarios start in. multinode and nvidia_driver_forced from earlier runs.
-MINUTES = {"e2e": 78, "newcomer": 51, "interrupted": 47, "monitoring": 47, "multinode": 44, "pitr": 54,
-           "edge": 34, "ollama": 27, "postgresql": 25, "nvidia_container_toolkit": 20, "docker": 20, "redis": 18,
-           "firewall": 14, "common": 14, "nvidia_driver": 4, "nvidia_driver_forced": 77,
-           # 1.9 min on 2026-12-03 beside one other.
-           "offline_bundle": 4,
+# pass and destroy included (tests/run.sh on 2026-12-03, pytest --durations, 60 min in all):
+# the order the scenarios start in. The slow ones from earlier runs.
+MINUTES = {"e2e": 43, "newcomer": 34, "monitoring": 26, "edge": 22, "postgresql": 14, "nvidia_container_toolkit": 13,
+           "ollama": 12, "docker": 10, "redis": 10, "firewall": 9, "common": 8, "offline_bundle": 3,
+           "nvidia_driver": 2,
+           "interrupted": 47, "multinode": 44, "nvidia_driver_forced": 77,
+           # 18 min on 2026-12-03 beside a benchmark; 54 min in a whole run of 2026-12-02.
+           "pitr": 54,
            # 18 min alone on 2026-12-03 (converge 6.5, tests 11.7); 52 min in CI's run of 2026-12-03,
            # which it pushed past 90 minutes.
            "offline": 52}
