@@ -13,7 +13,6 @@ unchanged.
 from __future__ import annotations
 
 import importlib.util
-import re
 from pathlib import Path
 
 import ansible.plugins.action
@@ -26,12 +25,16 @@ _core = importlib.util.spec_from_file_location("ansible_core_copy_action",
 _core_copy = importlib.util.module_from_spec(_core)
 _core.loader.exec_module(_core_copy)
 CoreCopy = _core_copy.ActionModule
+# The platform_files action beside this file: its reading of owner, group and mode, and where
+# it leaves the states it read.
+_batch = importlib.util.spec_from_file_location("platform_files_action", Path(__file__).parent / "platform_files.py")
+platform_files = importlib.util.module_from_spec(_batch)
+_batch.loader.exec_module(platform_files)
 
 # The file module's arguments this shortcut can judge from a stat result; any other one set
 # (seuser, attributes, ...) sends the call to the file module.
 _JUDGED = {"dest", "path", "_original_basename", "recurse", "state", "owner", "group", "mode", "follow", "force",
            "unsafe_writes"}
-_OCTAL = re.compile(r"^0?[0-7]{3,4}$")
 
 
 def attributes_in_place(args: dict, stat: dict) -> bool:
@@ -42,21 +45,13 @@ def attributes_in_place(args: dict, stat: dict) -> bool:
         return False
     if args.get("state") != "file" or not stat.get("exists") or not stat.get("isreg") or stat.get("islnk"):
         return False
-    owner, group, mode = args.get("owner"), args.get("group"), args.get("mode")
-    if owner is not None and str(owner) not in (stat.get("pw_name"), str(stat.get("uid"))):
-        return False
-    if group is not None and str(group) not in (stat.get("gr_name"), str(stat.get("gid"))):
-        return False
-    if mode is None:
-        return True
-    wanted = mode if isinstance(mode, int) else int(mode, 8) if _OCTAL.match(str(mode)) else None
-    return wanted is not None and wanted == int(stat.get("mode", "-1"), 8)
+    return platform_files.attributes_in_place(args, stat)
 
 
 class ActionModule(CoreCopy):
     def _batched(self) -> bool:
         """Whether a platform_files task called this action (plugins/action/platform_files.py)."""
-        return hasattr(self._connection, "_platform_file_states")
+        return hasattr(self._connection, platform_files.STATES_ATTRIBUTE)
 
     def _early_needs_tmp_path(self):
         return not self._batched() and super()._early_needs_tmp_path()
@@ -65,14 +60,14 @@ class ActionModule(CoreCopy):
         # Within a platform_files task the temporary folder is made here, for a file that will
         # be written: core's copy needs it only then.
         if self._batched() and self._connection._shell.tmpdir is None and not self._task.check_mode:
-            known = self._connection._platform_file_states.get(dest)
+            known = getattr(self._connection, platform_files.STATES_ATTRIBUTE).get(dest)
             if known is None or known.get("checksum") != checksum(source_full):
                 self._make_tmp_path()
         return super()._copy_file(source_full, source_rel, content, content_tempfile, dest, task_vars, follow)
 
     def _execute_remote_stat(self, path, all_vars, follow, tmp=None, checksum=True):
         # A platform_files task read every destination in one module run before it came here.
-        known = getattr(self._connection, "_platform_file_states", {}).get(path)
+        known = getattr(self._connection, platform_files.STATES_ATTRIBUTE, {}).get(path)
         if known is not None and not follow and checksum:
             stat = dict(known, checksum=known.get("checksum", "1" if not known["exists"] else ""))
         else:

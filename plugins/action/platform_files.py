@@ -36,8 +36,9 @@ STATES_ATTRIBUTE = "_platform_file_states"
 
 
 def attributes_in_place(entry: dict, state: dict) -> bool:
-    """Whether `state` (platform_file_states) already has the entry's owner, group and mode
-    (by name or number; octal modes only: anything else goes to the file module)."""
+    """Whether `state` (platform_file_states, or a stat result) already has the entry's owner,
+    group and mode (by name or number; octal modes only: anything else goes to the file
+    module). The copy action (plugins/action/copy.py) judges files with it too."""
     owner, group, mode = entry.get("owner"), entry.get("group"), entry.get("mode")
     if owner is not None and str(owner) not in (state.get("pw_name"), str(state.get("uid"))):
         return False
