@@ -108,6 +108,9 @@ class Port:
     from_app_containers: bool = False
     public: bool = False
     units: tuple[str, ...] = ()
+    # A condition on the host's settings (as packages' `when`): the port is opened only where
+    # it holds (a replicated set's ports, not a single host's).
+    when: str = ""
 
     def number(self, settings: Mapping[str, Any]) -> int:
         """The port on a host: its setting's value where the inventory moves it."""
@@ -200,7 +203,7 @@ SECRET_KEYS: Schema = {"name": (str, True), "format": (str, False), "encrypts": 
 PORT_KEYS: Schema = {
     "port": (int, True), "comment": (str, True), "setting": (str, False), "proto": (str, False),
     "on_groups": (list, False), "from_groups": (list, False), "from_app_containers": (bool, False),
-    "public": (bool, False), "units": (list, False),
+    "public": (bool, False), "units": (list, False), "when": (str, False),
 }
 DOWNLOAD_KEYS: Schema = {
     "name": (str, True), "what": (str, True), "url": (str, True), "local_source": (str, True), "when": (str, False),
@@ -375,14 +378,17 @@ def ports_of(manifests: Iterable[Manifest], host_groups: Iterable[str],
     return [(m.role, p) for m in manifests if m.applies(host_groups, groups) for p in m.ports_on(host_groups)]
 
 
-def firewall_group_ports(manifests: Iterable[Manifest], settings: Mapping[str, Any],
-                         app_containers_from: str) -> dict[str, list[dict[str, Any]]]:
+def firewall_group_ports(manifests: Iterable[Manifest], settings: Mapping[str, Any], app_containers_from: str,
+                         holds: Callable[[str], bool] = lambda condition: True) -> dict[str, list[dict[str, Any]]]:
     """The firewall role's group ports ({group: [rule entries]}) the manifests declare, each port
     as the host's `settings` place it: open to everyone, to the hosts of other groups, and to
-    the app containers of the platform network where the host also runs apps."""
+    the app containers of the platform network where the host also runs apps. A port with a
+    `when` is left out where `holds` says its condition does not hold."""
     plan: dict[str, list[dict[str, Any]]] = {}
     for manifest in manifests:
         for port in manifest.ports:
+            if port.when and not holds(port.when):
+                continue
             number = port.number(settings)
             entries: list[dict[str, Any]] = []
             if port.public:

@@ -269,13 +269,18 @@ ACME_CHECKS = ("nginx_tls_mode", "nginx_acme_server", "nginx_acme_server_ca")
 
 def group_problems(groups: dict[str, list[str]]) -> list[str]:
     """Shapes of the inventory's groups the roles cannot serve: the backup repository host
-    (group backup) is one host, not a database host, and holds one database host's stanza."""
+    (group backup) is one host, not a database host, and holds one database host's stanza;
+    Redis runs on one host or as a replicated set of three or more."""
     backup, postgres = groups.get("backup", []), groups.get("postgres", [])
     problems = []
     if len(backup) > 1:
         problems.append(f"group backup: {', '.join(backup)}: expected one host, the backup repository host")
     problems += [f"group backup: {host} is in group postgres too: the backup repository host must be another "
                  "host than the database host whose backups it keeps" for host in backup if host in postgres]
+    redis = groups.get("redis", [])
+    if len(redis) == 2:
+        problems.append(f"group redis: {', '.join(redis)}: expected one host, or three or more for a replicated set: "
+                        "with two, Sentinel cannot elect a new master when one is lost")
     if backup and len(postgres) > 1:
         problems.append(f"group postgres: {', '.join(postgres)}: a backup repository host (group backup) holds "
                         "the backups of one database host; list one host in group postgres")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
+from ansible.template import trust_as_template
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from platformctl import manifests
@@ -36,4 +37,6 @@ class LookupModule(LookupBase):
         settings = {}
         for port in (p for m in loaded for p in m.ports if p.setting in variables):
             settings[port.setting] = self._templar.template(variables[port.setting])
-        return [manifests.firewall_group_ports(loaded, settings, self.get_option("app_containers_from"))]
+        return [manifests.firewall_group_ports(
+            loaded, settings, self.get_option("app_containers_from"),
+            holds=lambda condition: self._templar.evaluate_conditional(trust_as_template(condition)))]

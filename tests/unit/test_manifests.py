@@ -105,7 +105,8 @@ def test_ports_follow_the_hosts_settings_and_go_to_the_groups_the_manifest_names
 
 def test_secrets_of_the_applied_roles_only():
     loaded = manifests.load_all()
-    assert set(manifests.secrets_of(loaded, ["redis"])) == {"redis_password", "redis_app_password", "platform_ca"}
+    assert set(manifests.secrets_of(loaded, ["redis"])) == {"redis_password", "redis_app_password", "platform_ca",
+                                                            "redis_cluster_password", "redis_probe_password"}
     assert "grafana_admin_password" not in manifests.secrets_of(loaded, ["postgresql", "redis", "app"])
 
 

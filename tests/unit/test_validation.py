@@ -189,6 +189,15 @@ def test_a_backup_host_with_two_database_hosts_stops_with_exit_4(capsys, write_i
                       "(group backup) holds the backups of one database host; list one host in group postgres"]
 
 
+def test_two_redis_hosts_stop_with_exit_4(capsys, write_inventory):
+    hosts = HOSTS.replace("    redis: {hosts: {node-1: }}", "    redis: {hosts: {node-1: , node-2: }}")
+    folder = write_inventory(hosts)
+    code, errors, _ = run(capsys, "validate", "--inventory", str(folder))
+    assert code == 4
+    assert errors == [f"error: {folder / 'hosts.yml'}: group redis: node-1, node-2: expected one host, or three "
+                      "or more for a replicated set: with two, Sentinel cannot elect a new master when one is lost"]
+
+
 def test_a_backup_repository_host_validates(capsys, write_inventory):
     hosts = HOSTS.replace("  children:\n", "    node-3: {ansible_connection: community.docker.docker}\n  children:\n")
     folder = write_inventory(hosts + "    backup: {hosts: {node-3: }}\n", main="backup_repository_retention_full: 30\n")

@@ -1,0 +1,187 @@
+"""A replicated Redis set of three hosts with Sentinel, and HAProxy on an app host routing to
+the master: probed with the real redis-cli on the hosts, and a failover drill that stops the
+master's host while a client writes through HAProxy. The stopped host is started again at
+the end; the scenario's check-mode pass then proves the set needs nothing from the role."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+
+import pytest
+
+HOSTS = ["redis_cluster-1", "redis_cluster-2", "redis_cluster-3"]
+ADDRESSES = {"redis_cluster-1": "10.231.6.11", "redis_cluster-2": "10.231.6.12", "redis_cluster-3": "10.231.6.13"}
+APP = "redis_cluster-app"
+DEFAULT_PASSWORD = "molecule-default-password-1"  # noqa: S105 (the scenario's inventory)
+APP_USER, APP_PASSWORD = "platform", "molecule-app-password-1"
+TLS = ["--tls", "--cacert", "/etc/redis/tls/ca.crt", "--cert", "/etc/redis/tls/server.crt",
+       "--key", "/etc/redis/tls/server.key"]
+# The issue's target: writes resume within 15 s of losing the master's host.
+RESUME_TARGET_S = 15
+
+
+def run(container: str, *argv: str, timeout: int = 30) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", "exec", container, *argv], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def redis(container: str, *command: str) -> str:
+    out = run(container, "redis-cli", "--no-auth-warning", "-a", DEFAULT_PASSWORD, *command)
+    return out.stdout.strip()
+
+
+def sentinel(container: str, *command: str) -> str:
+    out = run(container, "redis-cli", *TLS, "-h", "127.0.0.1", "-p", "26379", *command)
+    return out.stdout.strip()
+
+
+def through_haproxy(*command: str) -> str:
+    out = run(APP, "redis-cli", "--no-auth-warning", "-h", "127.0.0.1", "-p", "16379",
+              "--user", APP_USER, "-a", APP_PASSWORD, *command)
+    return out.stdout.strip()
+
+
+def info(text: str) -> dict[str, str]:
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+def roles() -> dict[str, str]:
+    return {host: info(redis(host, "INFO", "replication")).get("role", "") for host in HOSTS}
+
+
+def master() -> str:
+    masters = [host for host, role in roles().items() if role == "master"]
+    assert len(masters) == 1, roles()
+    return masters[0]
+
+
+def test_one_master_and_two_replicas_streaming():
+    primary = master()
+    fields = info(redis(primary, "INFO", "replication"))
+    assert fields["connected_slaves"] == "2", fields
+    assert all("state=online" in fields[f"slave{n}"] for n in range(2)), fields
+    for host in HOSTS:
+        if host != primary:
+            replica = info(redis(host, "INFO", "replication"))
+            assert replica["master_host"] == ADDRESSES[primary] and replica["master_link_status"] == "up", replica
+
+
+def test_every_sentinel_names_the_master_and_has_its_quorum():
+    primary = master()
+    for host in HOSTS:
+        assert sentinel(host, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "platform").splitlines() == [
+            ADDRESSES[primary], "6380"], host
+        assert sentinel(host, "SENTINEL", "CKQUORUM", "platform").startswith("OK 3 usable Sentinels"), host
+
+
+def test_sentinel_refuses_a_client_without_a_certificate():
+    out = run(HOSTS[0], "redis-cli", "--tls", "--cacert", "/etc/redis/tls/ca.crt", "-h", "127.0.0.1",
+              "-p", "26379", "PING")
+    assert "PONG" not in out.stdout
+
+
+def test_replicas_refuse_writes_and_the_cluster_user_cannot_read_keys():
+    replica = next(host for host in HOSTS if host != master())
+    assert "READONLY" in redis(replica, "SET", "platform:replica-write", "1")
+    out = run(HOSTS[0], "redis-cli", "--no-auth-warning", "--user", "cluster", "-a", "molecule-cluster-password-1",
+              "GET", "platform:anything")
+    assert "NOPERM" in out.stdout
+
+
+def test_a_write_through_haproxy_reaches_every_replica():
+    key, value = f"platform:test:{uuid.uuid4().hex}", uuid.uuid4().hex
+    assert through_haproxy("SET", key, value) == "OK"
+    redis(master(), "WAIT", "2", "5000")
+    assert {host: redis(host, "GET", key) for host in HOSTS} == dict.fromkeys(HOSTS, value)
+
+
+def test_redis_config_stays_the_roles_after_sentinel_rewrites():
+    """Sentinel's failover sends CONFIG REWRITE; the unit keeps /etc/redis read-only to Redis."""
+    out = run(master(), "redis-cli", "--no-auth-warning", "--user", "cluster",
+              "-a", "molecule-cluster-password-1", "CONFIG", "REWRITE")
+    assert "OK" not in out.stdout, out.stdout
+    config = run(HOSTS[0], "cat", "/etc/redis/redis.conf").stdout.splitlines()
+    assert not [line for line in config if line.startswith(("replicaof", "slaveof"))]
+
+
+WRITER = """
+export REDISCLI_AUTH={password}
+i=0
+while [ $i -lt 900 ]; do
+  i=$((i+1))
+  reply=$(timeout 2 redis-cli -p 16379 --user {user} SET {prefix}$i $i 2>&1 | tr '\\n' ' ')
+  echo "$(date +%s.%N) $i $reply"
+  sleep 0.1
+done
+"""
+
+
+def writes(log: str) -> list[list[str]]:
+    """[time, number, reply] per write the writer logged."""
+    rows = [line.split(" ", 2) for line in log.splitlines() if line.count(" ") >= 2]
+    return [[at, number, reply.strip()] for at, number, reply in rows if at.replace(".", "", 1).isdigit()]
+
+
+@pytest.fixture(scope="module")
+def failover():
+    """Stop the master's host while a client writes through HAProxy every 0.1 s; yield the
+    old master, the writer's log and the time of the stop; start the host again after."""
+    old = master()
+    prefix = f"platform:failover:{uuid.uuid4().hex[:8]}:"
+    log = "/tmp/failover-writer.log"  # noqa: S108 (in the app host)
+    script = WRITER.format(user=APP_USER, password=APP_PASSWORD, prefix=prefix)
+    subprocess.run(["docker", "exec", "-d", APP, "sh", "-c", f"({script}) > {log} 2>&1"], check=True)
+    time.sleep(3)
+    stopped = time.time()
+    subprocess.run(["docker", "stop", "-t", "0", old], check=True, capture_output=True)
+    deadline = stopped + 60
+    lines: list[list[str]] = []
+    while time.time() < deadline:
+        time.sleep(1)
+        lines = writes(run(APP, "cat", log).stdout)
+        if any(float(at) > stopped + 1 and reply == "OK" for at, _, reply in lines):
+            break
+    yield {"old": old, "lines": lines, "stopped": stopped, "prefix": prefix}
+    subprocess.run(["docker", "start", old], check=True, capture_output=True)
+    # The host boots; Sentinel turns its Redis into a replica of the new master.
+    for _ in range(90):
+        if info(redis(old, "INFO", "replication")).get("master_link_status") == "up":
+            break
+        time.sleep(1)
+
+
+def test_writes_resume_within_the_target_after_the_masters_host_stops(failover):
+    stopped = failover["stopped"]
+    resumed = [float(at) for at, _, reply in failover["lines"] if float(at) > stopped and reply == "OK"
+               and any(float(t) > stopped and r != "OK" for t, _, r in failover["lines"] if float(t) < float(at))]
+    after = [float(at) for at, _, reply in failover["lines"] if float(at) > stopped and reply == "OK"]
+    assert after, failover["lines"][-5:]
+    first = (resumed or after)[0]
+    print(f"\nREDIS FAILOVER: writes resumed {first - stopped:.1f} s after the master's host stopped")
+    assert first - stopped <= RESUME_TARGET_S
+
+
+def test_a_new_master_was_elected_and_takes_the_writes(failover):
+    remaining = [host for host in HOSTS if host != failover["old"]]
+    new = [host for host in remaining if info(redis(host, "INFO", "replication")).get("role") == "master"]
+    assert len(new) == 1, new
+    acknowledged = [n for at, n, reply in failover["lines"] if reply == "OK"]
+    missing = [n for n in acknowledged if redis(new[0], "GET", failover["prefix"] + n) != n]
+    # Redis replicates asynchronously: a write acknowledged in the last moment before the
+    # loss may be lost. Printed, and bounded to what one second of writes holds.
+    print(f"\nREDIS FAILOVER: {len(missing)} of {len(acknowledged)} acknowledged writes lost: {missing}")
+    assert len(missing) <= 10
+
+
+def test_the_stopped_host_comes_back_as_a_replica(failover):
+    fields = {}
+    for _ in range(60):
+        fields = info(redis(failover["old"], "INFO", "replication"))
+        if fields.get("role") == "slave" and fields.get("master_link_status") == "up":
+            break
+        time.sleep(1)
+    assert fields.get("role") == "slave" and fields.get("master_link_status") == "up", fields
+    assert through_haproxy("SET", "platform:after-failover", "1") == "OK"
+
