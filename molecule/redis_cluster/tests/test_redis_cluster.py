@@ -5,9 +5,12 @@ the end; the scenario's check-mode pass then proves the set needs nothing from t
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +21,11 @@ DEFAULT_PASSWORD = "molecule-default-password-1"  # noqa: S105 (the scenario's i
 APP_USER, APP_PASSWORD = "platform", "molecule-app-password-1"
 TLS = ["--tls", "--cacert", "/etc/redis/tls/ca.crt", "--cert", "/etc/redis/tls/server.crt",
        "--key", "/etc/redis/tls/server.key"]
-# The issue's target: writes resume within 15 s of losing the master's host.
+# The whole inventory folder: molecule keeps the groups and group_vars beside the file it names.
+INVENTORY = str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
+PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+HEALTH = Path(__file__).resolve().parents[1] / "health.yml"
+# The target: writes resume within 15 s of losing the master's host.
 RESUME_TARGET_S = 15
 
 
@@ -57,6 +64,12 @@ def master() -> str:
     return masters[0]
 
 
+def health() -> subprocess.CompletedProcess:
+    """The roles' verify probes (health.yml), as installer.py verify runs them."""
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", INVENTORY, str(HEALTH)]
+    return subprocess.run(command, cwd=PROJECT, text=True, capture_output=True, check=False)
+
+
 def test_one_master_and_two_replicas_streaming():
     primary = master()
     fields = info(redis(primary, "INFO", "replication"))
@@ -74,6 +87,15 @@ def test_every_sentinel_names_the_master_and_has_its_quorum():
         assert sentinel(host, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "platform").splitlines() == [
             ADDRESSES[primary], "6380"], host
         assert sentinel(host, "SENTINEL", "CKQUORUM", "platform").startswith("OK 3 usable Sentinels"), host
+
+
+def test_verify_names_the_master_its_replicas_and_the_quorum():
+    result = health()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Master; replicas (address, lag in seconds): " in result.stdout
+    assert result.stdout.count("Replica of 10.231.6.") == 2
+    assert "OK 3 usable Sentinels" in result.stdout
+    assert "HAProxy routes Redis to its master" in result.stdout
 
 
 def test_sentinel_refuses_a_client_without_a_certificate():
@@ -126,8 +148,9 @@ def writes(log: str) -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def failover():
-    """Stop the master's host while a client writes through HAProxy every 0.1 s; yield the
-    old master, the writer's log and the time of the stop; start the host again after."""
+    """Stop the master's host while a client writes through HAProxy every 0.1 s until writes
+    succeed again, then start the host again; the old master, the writer's log until then and
+    the time of the stop."""
     old = master()
     prefix = f"platform:failover:{uuid.uuid4().hex[:8]}:"
     log = "/tmp/failover-writer.log"  # noqa: S108 (in the app host)
@@ -143,13 +166,8 @@ def failover():
         lines = writes(run(APP, "cat", log).stdout)
         if any(float(at) > stopped + 1 and reply == "OK" for at, _, reply in lines):
             break
-    yield {"old": old, "lines": lines, "stopped": stopped, "prefix": prefix}
     subprocess.run(["docker", "start", old], check=True, capture_output=True)
-    # The host boots; Sentinel turns its Redis into a replica of the new master.
-    for _ in range(90):
-        if info(redis(old, "INFO", "replication")).get("master_link_status") == "up":
-            break
-        time.sleep(1)
+    return {"old": old, "lines": lines, "stopped": stopped, "prefix": prefix}
 
 
 def test_writes_resume_within_the_target_after_the_masters_host_stops(failover):
@@ -177,11 +195,14 @@ def test_a_new_master_was_elected_and_takes_the_writes(failover):
 
 def test_the_stopped_host_comes_back_as_a_replica(failover):
     fields = {}
-    for _ in range(60):
+    # The host boots; Sentinel turns its Redis, a master of its own at start, into a replica.
+    for _ in range(120):
         fields = info(redis(failover["old"], "INFO", "replication"))
         if fields.get("role") == "slave" and fields.get("master_link_status") == "up":
             break
         time.sleep(1)
     assert fields.get("role") == "slave" and fields.get("master_link_status") == "up", fields
     assert through_haproxy("SET", "platform:after-failover", "1") == "OK"
+    result = health()
+    assert result.returncode == 0, result.stdout + result.stderr
 
