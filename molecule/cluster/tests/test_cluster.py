@@ -1,7 +1,9 @@
-"""A replicated Redis set of three hosts with Sentinel, and HAProxy on an app host routing to
-the master: probed with the real redis-cli on the hosts, and a failover drill that stops the
-master's host while a client writes through HAProxy. The stopped host is started again at
-the end; the scenario's check-mode pass then proves the set needs nothing from the role."""
+"""Services on several hosts: a replicated Redis set of three hosts with Sentinel, grown from a
+single host that held data, Ollama on two of them, and HAProxy on an app host routing to the
+Redis master and balancing the Ollama hosts. Probed with the real redis-cli and curl on the
+hosts, and a failover drill that stops the master's host while a client writes through
+HAProxy. The stopped host is started again; the scenario's check-mode pass then proves the
+set needs nothing from the roles. Ollama is a STAND-IN release (tests/ollama_standin)."""
 
 from __future__ import annotations
 
@@ -14,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-HOSTS = ["redis_cluster-1", "redis_cluster-2", "redis_cluster-3"]
-ADDRESSES = {"redis_cluster-1": "10.231.6.11", "redis_cluster-2": "10.231.6.12", "redis_cluster-3": "10.231.6.13"}
-APP = "redis_cluster-app"
+HOSTS = ["cluster-1", "cluster-2", "cluster-3"]
+ADDRESSES = {"cluster-1": "10.231.6.11", "cluster-2": "10.231.6.12", "cluster-3": "10.231.6.13"}
+APP = "cluster-app"
 DEFAULT_PASSWORD = "molecule-default-password-1"  # noqa: S105 (the scenario's inventory)
 APP_USER, APP_PASSWORD = "platform", "molecule-app-password-1"
 TLS = ["--tls", "--cacert", "/etc/redis/tls/ca.crt", "--cert", "/etc/redis/tls/server.crt",
@@ -70,6 +72,15 @@ def health() -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=PROJECT, text=True, capture_output=True, check=False)
 
 
+def test_the_set_grew_from_the_host_that_held_data():
+    """prepare.yml installed cluster-2 as a single host with 500 keys: it became the master,
+    though the inventory lists it second, and every host holds every key."""
+    assert master() == "cluster-2"
+    for host in HOSTS:
+        values = redis(host, "MGET", *[f"platform:grown:{n}" for n in range(1, 501)]).splitlines()
+        assert values == [str(n) for n in range(1, 501)], host
+
+
 def test_one_master_and_two_replicas_streaming():
     primary = master()
     fields = info(redis(primary, "INFO", "replication"))
@@ -96,6 +107,7 @@ def test_verify_names_the_master_its_replicas_and_the_quorum():
     assert result.stdout.count("Replica of 10.231.6.") == 2
     assert "OK 3 usable Sentinels" in result.stdout
     assert "HAProxy routes Redis to its master" in result.stdout
+    assert "HAProxy balances over every Ollama host (cluster-2, cluster-3)" in result.stdout
 
 
 def test_sentinel_refuses_a_client_without_a_certificate():
@@ -126,6 +138,51 @@ def test_redis_config_stays_the_roles_after_sentinel_rewrites():
     assert "OK" not in out.stdout, out.stdout
     config = run(HOSTS[0], "cat", "/etc/redis/redis.conf").stdout.splitlines()
     assert not [line for line in config if line.startswith(("replicaof", "slaveof"))]
+
+
+def ollama_through_haproxy(path: str = "/api/version") -> subprocess.CompletedProcess:
+    return run(APP, "curl", "-fsS", "--max-time", "5", f"http://127.0.0.1:21434{path}")
+
+
+def haproxy_stats() -> dict[str, dict[str, str]]:
+    """backend -> server -> its row of HAProxy's statistics."""
+    rows = run(APP, "curl", "-fsS", "http://127.0.0.1:8404/stats;csv").stdout.splitlines()
+    header = rows[0].removeprefix("# ").split(",")
+    table: dict[str, dict[str, dict[str, str]]] = {}
+    for row in rows[1:]:
+        entry = dict(zip(header, row.split(",")))
+        table.setdefault(entry["pxname"], {})[entry["svname"]] = entry
+    return table
+
+
+def test_ollama_requests_are_spread_over_both_hosts():
+    for _ in range(20):
+        answer = ollama_through_haproxy()
+        assert answer.returncode == 0 and '"version"' in answer.stdout, answer.stderr
+    sessions = {server: int(haproxy_stats()["ollama"][server]["stot"]) for server in ("cluster-2", "cluster-3")}
+    assert all(count > 0 for count in sessions.values()), sessions
+
+
+OLLAMA_UNITS = ["ollama-proxy.socket", "ollama-proxy.service", "ollama.service"]
+
+
+def test_ollama_keeps_answering_when_one_host_stops():
+    assert run("cluster-3", "systemctl", "stop", *OLLAMA_UNITS).returncode == 0
+    try:
+        failures = [n for n in range(20) if ollama_through_haproxy().returncode != 0]
+        assert failures == []
+        time.sleep(5)  # two failed checks take the host out
+        assert haproxy_stats()["ollama"]["cluster-3"]["status"].startswith("DOWN")
+        result = health()
+        assert result.returncode != 0
+        assert "Ollama hosts down in HAProxy's balancer" in result.stdout
+    finally:
+        run("cluster-3", "systemctl", "start", "ollama-proxy.socket", "ollama.service")
+    for _ in range(30):
+        if haproxy_stats()["ollama"]["cluster-3"]["status"] == "UP":
+            break
+        time.sleep(1)
+    assert haproxy_stats()["ollama"]["cluster-3"]["status"] == "UP"
 
 
 WRITER = """
