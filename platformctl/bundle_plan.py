@@ -109,7 +109,9 @@ class RoleContext:
         layers = [self._file(vars_dir / name) for name in reversed(os_files)]
         context = ChainMap(*layers, self._file(vars_dir / "main.yml"),
                            {"role_path": str(self.roles_dir / role), "role_name": role}, release_facts(release),
-                           host_vars, self._file(self.roles_dir / role / "defaults" / "main.yml"))
+                           host_vars, self._file(self.roles_dir / role / "defaults" / "main.yml"),
+                           *(self._file(self.roles_dir / dependency / "defaults" / "main.yml")
+                             for dependency in manifests.role_dependencies(role, self.roles_dir)))
         return Templar(loader=self.loader, variables=context)
 
 

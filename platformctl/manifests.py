@@ -288,6 +288,16 @@ def parse(role: str, data: Any, where: str) -> Manifest:
     )
 
 
+def role_dependencies(role: str, roles_dir: Path | None = None) -> list[str]:
+    """The roles `role` lists as dependencies in its meta/main.yml (the platform role, whose
+    defaults it reads)."""
+    meta = (roles_dir or paths.ROLES) / role / "meta" / "main.yml"
+    if not meta.is_file():
+        return []
+    deps = (yaml.safe_load(meta.read_text(encoding="utf-8")) or {}).get("dependencies") or []
+    return [d if isinstance(d, str) else d.get("role") or d.get("name") for d in deps]
+
+
 def ansible_roles_dir() -> Path:
     """The roles folder Ansible runs from (its roles_path, which installer.py and molecule set):
     inside a playbook the manifests are read where the roles are."""

@@ -18,14 +18,6 @@ from platformctl.errors import BadInput, PreflightFailed
 from platformctl.inventory import Inventory, LoadedInventory, where_defined
 
 
-def role_dependencies(role: str) -> list[str]:
-    meta = paths.ROLES / role / "meta" / "main.yml"
-    if not meta.is_file():
-        return []
-    deps = (yaml.safe_load(meta.read_text(encoding="utf-8")) or {}).get("dependencies") or []
-    return [d if isinstance(d, str) else d.get("role") or d.get("name") for d in deps]
-
-
 def role_options(role: str) -> dict[str, dict]:
     """Every option of the role's argument specs: main's, then those only its other entry
     points (backup, restore) take."""
@@ -208,7 +200,7 @@ def applied_roles(loaded: LoadedInventory, limit: str | None = None) -> dict[str
     applied: dict[str, set[str]] = {}
     for host in loaded.hosts("all", limit):
         roles = manifests.roles_of_host(loaded_manifests, loaded.groups_of(host), groups)
-        applied[host] = {*roles, *(d for r in roles for d in role_dependencies(r))}
+        applied[host] = {*roles, *(d for r in roles for d in manifests.role_dependencies(r))}
     return applied
 
 

@@ -75,6 +75,13 @@ def redis_cluster_addresses(hosts: Sequence[str], hostvars: Mapping) -> dict[str
     return addresses
 
 
+def redis_major_versions(states: Mapping[str, Mapping]) -> dict[str, str]:
+    """host -> the major Redis version it runs, for the hosts whose Redis answered. A replica
+    cannot load the data of a newer major version (its RDB format), so a set runs one."""
+    return {host: state["redis"]["version"].split(".")[0] for host, state in states.items()
+            if state.get("redis", {}).get("version")}
+
+
 def redis_cluster_states(hostvars: Mapping, hosts: Sequence[str], variable: str = "redis_cluster_state") -> dict:
     """host -> its report (files/redis-cluster state), for the hosts that gave one."""
     states = {}
@@ -88,4 +95,5 @@ def redis_cluster_states(hostvars: Mapping, hosts: Sequence[str], variable: str 
 class FilterModule:
     def filters(self):
         return {"redis_master": redis_master, "redis_cluster_plan": redis_cluster_plan,
-                "redis_cluster_states": redis_cluster_states, "redis_cluster_addresses": redis_cluster_addresses}
+                "redis_cluster_states": redis_cluster_states, "redis_cluster_addresses": redis_cluster_addresses,
+                "redis_major_versions": redis_major_versions}

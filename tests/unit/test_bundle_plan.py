@@ -71,6 +71,17 @@ def test_a_host_gets_the_packages_of_its_own_roles_only(tmp_path):
     assert "prometheus-nginx-exporter" not in found and "nginx" not in found
 
 
+def test_a_replicated_redis_set_brings_sentinel_and_haproxy(tmp_path):
+    single = plan_of(tmp_path / "single", ("12",)).packages["12"]["debian"]
+    assert "redis-sentinel" not in single and "haproxy" not in single
+    hosts = HOSTS.replace("    db: {ansible_connection: local}\n",
+                          "    db: {ansible_connection: local}\n    db2: {ansible_connection: local}\n"
+                          "    db3: {ansible_connection: local}\n")
+    hosts = hosts.replace("redis: {hosts: {db: {}}}", "redis: {hosts: {db: {}, db2: {}, db3: {}}}")
+    replicated = plan_of(tmp_path / "replicated", ("12",), hosts).packages["12"]["debian"]
+    assert replicated["redis-sentinel"] == ["redis"] and replicated["haproxy"] == ["haproxy"]
+
+
 def test_settings_choose_packages_and_their_repository(tmp_path):
     main = ("---\nnginx_tls_mode: acme\npostgresql_repository: pgdg\ndocker_source: docker-ce\n"
             "common_packages_extra: [htop]\n")

@@ -101,3 +101,9 @@ def test_addresses_follow_the_redis_roles_default():
                                                                     "default_ipv4": {"address": "172.17.0.2"}}},
                 "r3": {"ansible_host": "r3.example", "ansible_facts": {"default_ipv4": {"address": "10.0.0.3"}}}}
     assert plan.redis_cluster_addresses(HOSTS, hostvars) == {"r1": "192.168.0.1", "r2": "10.0.0.2", "r3": "10.0.0.3"}
+
+
+def test_major_versions_are_those_of_the_hosts_whose_redis_answered():
+    states = {"r1": {"redis": {"up": True, "version": "7.0.15"}}, "r2": {"redis": {"up": True, "version": "8.0.2"}},
+              "r3": {"redis": {"up": False}}}
+    assert plan.redis_major_versions(states) == {"r1": "7", "r2": "8"}
