@@ -146,6 +146,9 @@ ALERT_TEXTS = {
     "FilesBackupMissing": ("warning", "No backup of the files has passed on {instance} for 26 hours",
                            "Configuration, Redis snapshots and app volumes changed since are not backed up: "
                            "see platform-files-backup.timer."),
+    "RedisReplicaLinkDown": ("warning", "The Redis replica on {instance} has lost its master",
+                             "See /var/log/redis/redis-server.log on {instance}; "
+                             "installer.py verify names the set's master."),
 }
 
 
@@ -163,6 +166,13 @@ def test_restore_drill_alerts_fire_on_what_they_say(host):
     expected = {"RestoreDrillFailed": ["failed"], "RestoreDrillMissing": ["stale"],
                 "RestoreDrillNeverPassed": ["never"]}
     rule_test(host, "restore-drill", DRILL_SERIES, DRILL_METRICS, expected)
+
+
+def test_redis_replica_alert_fires_on_a_replica_without_its_master(host):
+    """promtool's rule test on the installed rules: a replica whose link to the master is down
+    fires RedisReplicaLinkDown; one whose link is up, and a master (no such series), none."""
+    rule_test(host, "redis-replica", {"lost": {"link": 0}, "following": {"link": 1}},
+              {"link": "redis_master_link_up"}, {"RedisReplicaLinkDown": ["lost"]})
 
 
 def rule_test(host, name: str, series: dict[str, dict], metrics: dict[str, str],
@@ -208,7 +218,7 @@ def test_prometheus_loaded_the_rules(host):
             "HighMemoryUsage", "DiskAlmostFull", "BackupTooOld", "WalArchivingFailing",
             "CertificateExpiresSoon", "GpuTemperatureHigh", "GpuMemoryHigh", "PlatformDrift",
             "PlatformDriftCheckMissing", "PlatformDriftCheckFailed", "RestoreDrillFailed", "RestoreDrillMissing",
-            "RestoreDrillNeverPassed", "FilesBackupFailed", "FilesBackupMissing"} <= alerts
+            "RestoreDrillNeverPassed", "FilesBackupFailed", "FilesBackupMissing", "RedisReplicaLinkDown"} <= alerts
     unhealthy = [(rule["name"], rule.get("lastError")) for group in groups for rule in group["rules"]
                  if rule.get("health") == "err"]
     assert not unhealthy, unhealthy
