@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 HOSTS = ["cluster-1", "cluster-2", "cluster-3"]
-ADDRESSES = {"cluster-1": "10.231.6.11", "cluster-2": "10.231.6.12", "cluster-3": "10.231.6.13"}
+ADDRESSES = {"cluster-1": "10.231.11.11", "cluster-2": "10.231.11.12", "cluster-3": "10.231.11.13"}
 APP = "cluster-app"
 DEFAULT_PASSWORD = "molecule-default-password-1"  # noqa: S105 (the scenario's inventory)
 APP_USER, APP_PASSWORD = "platform", "molecule-app-password-1"
@@ -104,7 +104,7 @@ def test_verify_names_the_master_its_replicas_and_the_quorum():
     result = health()
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Master; replicas (address, lag in seconds): " in result.stdout
-    assert result.stdout.count("Replica of 10.231.6.") == 2
+    assert result.stdout.count("Replica of 10.231.11.") == 2
     assert "OK 3 usable Sentinels" in result.stdout
     assert "HAProxy routes Redis to its master" in result.stdout
     assert "HAProxy balances over every Ollama host (cluster-2, cluster-3)" in result.stdout
