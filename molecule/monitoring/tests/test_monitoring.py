@@ -172,19 +172,23 @@ def test_redis_replica_alert_fires_on_a_replica_without_its_master(host):
     """promtool's rule test on the installed rules: a replica whose link to the master is down
     fires RedisReplicaLinkDown; one whose link is up, and a master (no such series), none."""
     rule_test(host, "redis-replica", {"lost": {"link": 0}, "following": {"link": 1}},
-              {"link": "redis_master_link_up"}, {"RedisReplicaLinkDown": ["lost"]})
+              {"link": "redis_master_link_up"}, {"RedisReplicaLinkDown": ["lost"]},
+              step="1m", evaluation_interval="1m")
 
 
 def rule_test(host, name: str, series: dict[str, dict], metrics: dict[str, str],
-              expected: dict[str, list[str]]) -> None:
+              expected: dict[str, list[str]], *, step: str = "1d", evaluation_interval: str = "1h") -> None:
     """promtool's rule test on the installed rules: each instance's series (metric key ->
-    value, held for 10 days), and at 10 days exactly the expected alerts (alert name ->
-    instances), each with its labels and annotations (ALERT_TEXTS)."""
+    value, held for 10 steps of `step`), and after those 10 steps exactly the expected alerts
+    (alert name -> instances), each with its labels and annotations (ALERT_TEXTS). A rule
+    with a `for` window needs steps shorter than Prometheus's 5-minute lookback, so that its
+    series is seen at every evaluation."""
     input_series = [{"series": f'{metrics[key]}{{instance="{instance}"}}', "values": f"{value}+0x10"}
                     for instance, values in series.items() for key, value in values.items()]
-    tests = {"rule_files": ["/etc/prometheus/rules/platform.yml"], "evaluation_interval": "1h",
-             "tests": [{"interval": "1d", "input_series": input_series,
-                        "alert_rule_test": [{"eval_time": "10d", "alertname": alertname,
+    end = f"{10 * int(step[:-1])}{step[-1]}"
+    tests = {"rule_files": ["/etc/prometheus/rules/platform.yml"], "evaluation_interval": evaluation_interval,
+             "tests": [{"interval": step, "input_series": input_series,
+                        "alert_rule_test": [{"eval_time": end, "alertname": alertname,
                                              "exp_alerts": [expected_alert(alertname, i) for i in instances]}
                                             for alertname, instances in expected.items()]}]}
     path = f"/tmp/{name}-rules-test.yml"  # noqa: S108 (in the test host)
