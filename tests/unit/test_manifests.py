@@ -103,6 +103,20 @@ def test_ports_follow_the_hosts_settings_and_go_to_the_groups_the_manifest_names
     assert all(e["port"] not in (9090, 9093) for entries in group_ports.values() for e in entries)
 
 
+def test_a_ports_condition_opens_it_only_where_it_holds():
+    """A replicated Redis set's ports (Sentinel, replication between the Redis hosts, HAProxy's
+    frontends) are opened only where the inventory has one."""
+    def opened(holds):
+        plan = manifests.firewall_group_ports(manifests.load_all(), {}, "172.31.0.0/24", holds=holds)
+        return {(group, e["port"], e.get("from_group")) for group, entries in plan.items() for e in entries}
+
+    single, replicated = opened(lambda condition: False), opened(lambda condition: True)
+    cluster_ports = {("redis", 26379, "redis"), ("redis", 6380, "redis"), ("app", 16379, None), ("app", 21434, None)}
+    assert not cluster_ports & single
+    assert cluster_ports <= replicated
+    assert ("redis", 6380, "app") in single
+
+
 def test_secrets_of_the_applied_roles_only():
     loaded = manifests.load_all()
     assert set(manifests.secrets_of(loaded, ["redis"])) == {"redis_password", "redis_app_password", "platform_ca",
