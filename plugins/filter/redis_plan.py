@@ -60,21 +60,6 @@ def redis_cluster_plan(host: str, states: Mapping[str, Mapping], hosts: Sequence
     return plan
 
 
-def redis_cluster_addresses(hosts: Sequence[str], hostvars: Mapping) -> dict[str, str]:
-    """host -> the address the set's other hosts reach it at: its redis_network_address where
-    the inventory sets one, else its ansible_host when that is one of its addresses, else the
-    address of its default route (the redis role's default for redis_network_address)."""
-    addresses = {}
-    for host in hosts:
-        host_vars = hostvars.get(host) or {}
-        facts = host_vars.get("ansible_facts") or {}
-        named = host_vars.get("ansible_host", host)
-        addresses[host] = (host_vars.get("redis_network_address")
-                           or (named if named in facts.get("all_ipv4_addresses", []) else None)
-                           or (facts.get("default_ipv4") or {}).get("address", ""))
-    return addresses
-
-
 def redis_major_versions(states: Mapping[str, Mapping]) -> dict[str, str]:
     """host -> the major Redis version it runs, for the hosts whose Redis answered. A replica
     cannot load the data of a newer major version (its RDB format), so a set runs one."""
@@ -94,6 +79,5 @@ def redis_cluster_states(hostvars: Mapping, hosts: Sequence[str], variable: str 
 
 class FilterModule:
     def filters(self):
-        return {"redis_master": redis_master, "redis_cluster_plan": redis_cluster_plan,
-                "redis_cluster_states": redis_cluster_states, "redis_cluster_addresses": redis_cluster_addresses,
+        return {"redis_cluster_plan": redis_cluster_plan, "redis_cluster_states": redis_cluster_states,
                 "redis_major_versions": redis_major_versions}

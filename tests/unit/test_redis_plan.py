@@ -95,14 +95,6 @@ def test_states_are_read_from_each_hosts_result_and_failed_ones_left_out():
     assert plan.redis_cluster_states(hostvars, HOSTS) == {"r1": report}
 
 
-def test_addresses_follow_the_redis_roles_default():
-    hostvars = {"r1": {"redis_network_address": "192.168.0.1"},
-                "r2": {"ansible_host": "10.0.0.2", "ansible_facts": {"all_ipv4_addresses": ["10.0.0.2"],
-                                                                    "default_ipv4": {"address": "172.17.0.2"}}},
-                "r3": {"ansible_host": "r3.example", "ansible_facts": {"default_ipv4": {"address": "10.0.0.3"}}}}
-    assert plan.redis_cluster_addresses(HOSTS, hostvars) == {"r1": "192.168.0.1", "r2": "10.0.0.2", "r3": "10.0.0.3"}
-
-
 def test_major_versions_are_those_of_the_hosts_whose_redis_answered():
     states = {"r1": {"redis": {"up": True, "version": "7.0.15"}}, "r2": {"redis": {"up": True, "version": "8.0.2"}},
               "r3": {"redis": {"up": False}}}

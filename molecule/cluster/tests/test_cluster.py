@@ -114,6 +114,8 @@ def test_sentinel_refuses_a_client_without_a_certificate():
     out = run(HOSTS[0], "redis-cli", "--tls", "--cacert", "/etc/redis/tls/ca.crt", "-h", "127.0.0.1",
               "-p", "26379", "PING")
     assert "PONG" not in out.stdout
+    # The same client with the host's certificate is answered: the refusal is the certificate's.
+    assert sentinel(HOSTS[0], "PING") == "PONG"
 
 
 def test_replicas_refuse_writes_and_the_cluster_user_cannot_read_keys():
