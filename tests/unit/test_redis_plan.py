@@ -25,7 +25,7 @@ def fresh(keys: int = 0) -> dict:
 
 def joined(role: str, master: str = "10.0.0.1", replicas: int = 0, settings: dict | None = None) -> dict:
     return {"redis": {"up": True, "role": role, "connected_replicas": replicas, "keys": 5},
-            "sentinel": {"up": True, "monitoring": True, "master": master, "master_port": 6380,
+            "sentinel": {"up": True, "monitoring": True, "master": master,
                          "settings": dict(SETTINGS if settings is None else settings)}}
 
 
