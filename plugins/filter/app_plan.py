@@ -59,10 +59,14 @@ def app_service_url(
     return f"{scheme}://{credentials}{address}:{port}{path}" + (f"?{query}" if query else "")
 
 
-def app_postgres_tls(service_host: str, inventory_hostname: str, ca_file: str) -> str:
+def app_postgres_tls(service_host: str, inventory_hostname: str, ca_file: str, proxied: bool = False) -> str:
     """The libpq settings of an app's DATABASE_URL: none when PostgreSQL runs on this host
     (its traffic stays here); else TLS, verify-full against the platform CA mounted at
-    `ca_file` when there is one ("" for none), else require."""
+    `ca_file` when there is one ("" for none), else require. Through HAProxy (`proxied`, a
+    cluster) TLS always, to whichever host leads: the CA is verified, not the name (verify-ca),
+    since the name in the URL is the proxy's."""
+    if proxied:
+        return f"sslmode=verify-ca&sslrootcert={ca_file}" if ca_file else "sslmode=require"
     if not service_host or service_host == inventory_hostname:
         return ""
     return f"sslmode=verify-full&sslrootcert={ca_file}" if ca_file else "sslmode=require"

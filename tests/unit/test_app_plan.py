@@ -425,6 +425,9 @@ def test_postgresql_on_another_host_is_reached_over_tls_verified_against_the_pla
     assert plan.app_postgres_tls("db-1", "app-1", ca) == f"sslmode=verify-full&sslrootcert={ca}"
     assert plan.app_postgres_tls("db-1", "app-1", "") == "sslmode=require"
     assert plan.app_postgres_tls("node-1", "node-1", ca) == "", "traffic that stays on one host"
+    # A cluster, through HAProxy on this host: TLS to whichever host leads, its CA verified.
+    assert plan.app_postgres_tls("node-1", "node-1", ca, proxied=True) == f"sslmode=verify-ca&sslrootcert={ca}"
+    assert plan.app_postgres_tls("node-1", "node-1", "", proxied=True) == "sslmode=require"
     url = plan.app_service_url("postgresql", "10.0.0.5", 5432, "app", user="u", password=PASSWORDS[0],
                                query=plan.app_postgres_tls("db-1", "app-1", ca))
     assert url.endswith(f"@10.0.0.5:5432/app?sslmode=verify-full&sslrootcert={ca}")
