@@ -66,9 +66,9 @@ def master() -> str:
     return masters[0]
 
 
-def health() -> subprocess.CompletedProcess:
+def health(*options: str) -> subprocess.CompletedProcess:
     """The roles' verify probes (health.yml), as installer.py verify runs them."""
-    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", INVENTORY, str(HEALTH)]
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", INVENTORY, str(HEALTH), *options]
     return subprocess.run(command, cwd=PROJECT, text=True, capture_output=True, check=False)
 
 
@@ -262,6 +262,8 @@ def test_the_stopped_host_comes_back_as_a_replica(failover):
         time.sleep(1)
     assert fields.get("role") == "slave" and fields.get("master_link_status") == "up", fields
     assert through_haproxy("SET", "platform:after-failover", "1") == "OK"
-    result = health()
+    # The database cluster, whose leader may have been on that host too, is settled and
+    # probed by test_database_cluster.py.
+    result = health("--skip-tags", "database")
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+from test_cluster import health
 
 HOSTS = ["cluster-1", "cluster-2", "cluster-3"]
 ADDRESSES = {"cluster-1": "10.231.11.11", "cluster-2": "10.231.11.12", "cluster-3": "10.231.11.13"}
@@ -72,8 +73,11 @@ def wait_for_members(predicate, seconds: int = 180) -> dict[str, dict]:
 
 
 def all_streaming(found: dict[str, dict]) -> bool:
+    """One leader, and every member running on its timeline (a replica left on an older one
+    cannot follow it)."""
     return (len(found) == 3 and sum(m["Role"] == "Leader" for m in found.values()) == 1
-            and all(m["State"] in ("running", "streaming") for m in found.values()))
+            and all(m["State"] in ("running", "streaming") for m in found.values())
+            and len({m.get("TL") for m in found.values()}) == 1)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -102,33 +106,33 @@ def test_one_leader_and_a_synchronous_replica():
 
 def test_etcd_has_three_healthy_members_and_refuses_clients_without_a_certificate():
     health = run("cluster-1", "etcdctl", f"--endpoints=https://{ADDRESSES['cluster-1']}:2379", *ETCD_TLS,
-                 "--cluster", "endpoint", "health")
-    assert health.returncode == 0 and health.stdout.count("is healthy") == 3, health.stdout + health.stderr
-    anonymous = run("cluster-1", "curl", "-sS", "--cacert", "/etc/etcd/tls/ca.crt",
-                    f"https://{ADDRESSES['cluster-2']}:2379/version")
+                 "endpoint", "health", "--cluster")
+    # etcdctl prints its health report on stderr.
+    assert health.returncode == 0 and health.stderr.count("is healthy") == 3, health.stdout + health.stderr
+    anonymous = run(APP, "curl", "-sS", "--cacert", CA, f"https://{ADDRESSES['cluster-2']}:2379/version")
     assert anonymous.returncode != 0, anonymous.stdout
 
 
 def test_patroni_takes_changes_only_from_a_client_with_a_certificate():
-    patch = run("cluster-1", "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PATCH",
-                "--cacert", "/etc/postgresql/tls/ca.crt", "-d", '{"ttl": 99}',
-                f"https://{ADDRESSES['cluster-1']}:8008/config")
-    assert patch.stdout != "200", patch.stdout + patch.stderr
-    config = json.loads(run("cluster-1", "curl", "-sS", "--cacert", "/etc/postgresql/tls/ca.crt",
-                            f"https://{ADDRESSES['cluster-1']}:8008/config").stdout)
+    # From the app host, which may read Patroni's state (HAProxy's checks) but change nothing.
+    patch = run(APP, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PATCH", "--cacert", CA,
+                "-d", '{"ttl": 99}', f"https://{ADDRESSES['cluster-1']}:8008/config")
+    assert patch.stdout in ("401", "403"), patch.stdout + patch.stderr
+    config = json.loads(run(APP, "curl", "-sS", "--cacert", CA, f"https://{ADDRESSES['cluster-1']}:8008/config").stdout)
     assert (config["ttl"], config["synchronous_mode"]) == (20, True)
 
 
 def test_a_write_through_haproxy_reaches_every_replica():
-    marker = uuid.uuid4().hex
-    out = through_haproxy(f"CREATE TABLE IF NOT EXISTS probe (marker text); INSERT INTO probe VALUES ('{marker}')")
+    marker = uuid.uuid4().hex  # the test's own value: no injection to fear
+    out = through_haproxy(f"CREATE TABLE IF NOT EXISTS probe (marker text); INSERT INTO probe VALUES ('{marker}')")  # noqa: S608
     assert out.returncode == 0, out.stderr
+    query = f"SELECT count(*) FROM probe WHERE marker = '{marker}'"  # noqa: S608
     for host in HOSTS:
         for _ in range(20):
-            if sql(host, f"SELECT count(*) FROM probe WHERE marker = '{marker}'") == "1":
+            if sql(host, query) == "1":
                 break
             time.sleep(0.5)
-        assert sql(host, f"SELECT count(*) FROM probe WHERE marker = '{marker}'") == "1", host
+        assert sql(host, query) == "1", host
 
 
 def test_the_replica_address_serves_reads_only():
@@ -202,3 +206,22 @@ def test_the_stopped_host_comes_back_as_a_replica(failover):
     assert all_streaming(found), found
     assert found[failover["old"]]["Role"] != "Leader"
     assert through_haproxy("INSERT INTO drill VALUES (100000)").returncode == 0
+    result = health()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PostgreSQL cluster: leader" in result.stdout and "etcd has 3 healthy members" in result.stdout
+
+
+def test_verify_finds_a_replica_that_cannot_follow_the_leader():
+    """A replica whose server is stopped outside Patroni's control (Patroni paused on it
+    would restart it otherwise): verify names it."""
+    replica = next(name for name, member in members().items() if member["Role"] == "Replica")
+    assert run("cluster-1", *PATRONI, "pause", "--wait").returncode == 0
+    try:
+        assert run(replica, "runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "stop",
+                   "-D", "/var/lib/postgresql/15/main", "-m", "fast").returncode == 0
+        result = health("--tags", "database")
+        assert result.returncode != 0
+        assert "The PostgreSQL cluster's members as Patroni sees them" in result.stdout, result.stdout
+    finally:
+        assert run("cluster-1", *PATRONI, "resume", "--wait").returncode == 0
+    assert all_streaming(wait_for_members(all_streaming))
