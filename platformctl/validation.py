@@ -261,7 +261,7 @@ ACME_CHECKS = ("nginx_tls_mode", "nginx_acme_server", "nginx_acme_server_ca")
 
 def group_problems(groups: dict[str, list[str]]) -> list[str]:
     """Shapes of the inventory's groups the roles cannot serve: the backup repository host
-    (group backup) is one host, not a database host, and holds one database host's stanza;
+    (group backup) is one host, not a database host;
     Redis and PostgreSQL run on one host or as a set of three or more."""
     backup, postgres = groups.get("backup", []), groups.get("postgres", [])
     problems = []
@@ -276,10 +276,6 @@ def group_problems(groups: dict[str, list[str]]) -> list[str]:
     if len(postgres) == 2:
         problems.append(f"group postgres: {', '.join(postgres)}: expected one host, or three or more for a "
                         "cluster: with two, etcd loses its majority and Patroni its leader when one is lost")
-    if backup and len(postgres) > 1:
-        problems.append(f"group postgres: {', '.join(postgres)}: a backup repository host (group backup) holds "
-                        "the backups of one database host; the role does not back up a database cluster "
-                        "there yet: list one host in group postgres, or no host in group backup")
     return problems
 
 

@@ -148,6 +148,19 @@ def test_the_superuser_cannot_log_in_over_the_network():
     assert out.returncode != 0 and "pg_hba.conf rejects" in out.stderr, out.stderr
 
 
+def test_the_cluster_is_backed_up_on_the_repository_host_from_a_replica():
+    info = run("cluster-backup", "runuser", "-u", "pgbackrest", "--", "pgbackrest", "--stanza=platform",
+               "--output=json", "info")
+    stanza = json.loads(info.stdout)[0]
+    assert stanza["status"]["code"] == 0, stanza["status"]
+    assert [backup["type"] for backup in stanza["backup"]] == ["full"]
+    log = run("cluster-backup", "cat", "/var/log/pgbackrest/platform-backup.log").stdout
+    assert "backup-standby" in log or "standby" in log, log[-2000:]
+    # WAL is archived from the leader: a switch reaches the repository.
+    check = run(leader(), "runuser", "-u", "postgres", "--", "pgbackrest", "--stanza=platform", "check", timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
 WRITER = """
 i=0
 while [ $i -lt 600 ]; do

@@ -15,6 +15,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -261,6 +264,50 @@ def test_check_with_services_stopped_reports_them_and_checks_every_other_role():
     drifted = {(item["host"], item["role"]) for item in report["drift"]}
     assert {(DATA, "postgresql"), (DATA, "redis"), (APP, "ollama"), (APP, "docker"), (EDGE, "nginx")} <= drifted
     assert set(report["roles"]) >= {"common", "firewall", "docker", "postgresql", "redis", "ollama", "app", "nginx"}
+
+
+def created(host: str, container: str) -> float:
+    out = run_in(host, "docker", "inspect", "-f", "{{.Created}}", container)
+    assert out.returncode == 0, out.stderr
+    return datetime.fromisoformat(out.stdout.strip()[:26].rstrip("Z")).timestamp()
+
+
+def rollout_through_the_edge(*args: str) -> tuple[subprocess.CompletedProcess, list[int]]:
+    """An install while a client asks the edge for /api/health every 0.2 s; the install's
+    result and the client's curl exit codes."""
+    codes: list[int] = []
+    done = threading.Event()
+
+    def ask():
+        while not done.is_set():
+            codes.append(subprocess.run(
+                ["curl", "-sS", "--fail", "--max-time", "10", "--insecure", "-o", "/dev/null", "--resolve",
+                 f"{DOMAIN}:443:{address_of(EDGE)}", f"https://{DOMAIN}/api/health"],
+                capture_output=True, check=False).returncode)
+            time.sleep(0.2)
+
+    client = threading.Thread(target=ask)
+    client.start()
+    try:
+        proc = installer(*args)
+    finally:
+        done.set()
+        client.join()
+    return proc, codes
+
+
+def test_a_deploy_rolls_one_host_at_a_time_and_the_edge_keeps_answering():
+    """A change to every app container (app_tmpfs) replaces api on both app hosts, one host
+    after the other (each replica healthy before the next host starts), and back again: the
+    edge answers every request meanwhile, from the host that is not being replaced."""
+    for tmpfs in (["/tmp", "/var/tmp"], ["/tmp"]):  # noqa: S108 (tmpfs mounts of the app containers)
+        proc, codes = rollout_through_the_edge("-e", json.dumps({"app_tmpfs": tmpfs}))
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        assert len(codes) > 20 and codes.count(0) == len(codes), codes
+        first, second = sorted(created(host, "api-1") for host in (APP, APP2))
+        # Hosts replacing at the same time start their new replicas within a second.
+        print(f"\nROLLOUT: the second app host replaced api {second - first:.1f} s after the first")
+        assert second - first >= 3
 
 
 def vault_values() -> set[str]:
