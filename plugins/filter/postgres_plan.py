@@ -19,7 +19,8 @@ def postgres_cluster_plan(reports: Mapping[str, Mapping], hosts: Sequence[str], 
     group on a tie) starts first and leads: a single database host grown into a cluster keeps
     its data wherever the inventory lists it. A host whose system differs from the kept one is
     replaced by a copy of the leader when its cluster is empty, and is a problem otherwise: the
-    role never removes a database that holds data.
+    role never removes a database that holds data. Before the cluster is formed, every host must
+    have reported.
     Returns {"first": that host ("" once formed), "replace": [hosts], "problems": [messages]}."""
     known = [host for host in hosts if host in reports]
     first = ""
@@ -30,6 +31,12 @@ def postgres_cluster_plan(reports: Mapping[str, Mapping], hosts: Sequence[str], 
         first = max(holding, key=lambda host: reports[host]["databases"]) if holding else (hosts or [""])[0]
         kept = reports.get(first, {}).get("system_id", "")
     replace, problems = [], []
+    missing = [host for host in hosts if host not in reports]
+    if missing and not initialized:
+        # The host holding the data may be among them: a cluster formed without it would be empty.
+        problems.append(f"{', '.join(missing)} did not report what {'it holds' if len(missing) == 1 else 'they hold'}: "
+                        "a new cluster is formed only with every host of group postgres in the run, since the "
+                        "one holding the data may be among them. Run the installer again with every host reachable.")
     for host in known:
         system_id, databases = reports[host]["system_id"], reports[host]["databases"]
         if not system_id or system_id == kept:

@@ -53,9 +53,18 @@ def test_a_second_host_holding_data_is_a_problem_never_removed():
         "of group postgres."]
 
 
-def test_hosts_without_a_report_are_left_out():
+def test_a_new_cluster_is_not_formed_without_every_hosts_report():
     reports = {"db2": report("102")}
-    assert plan.postgres_cluster_plan(reports, HOSTS, "", DATA) == {"first": "db2", "replace": [], "problems": []}
+    result = plan.postgres_cluster_plan(reports, HOSTS, "", DATA)
+    assert result["problems"] == [
+        "db1, db3 did not report what they hold: a new cluster is formed only with every host of group postgres in "
+        "the run, since the one holding the data may be among them. Run the installer again with every host "
+        "reachable."]
+
+
+def test_a_formed_cluster_goes_on_without_a_lost_hosts_report():
+    reports = {"db1": report("101", 4), "db2": report("101", 4)}
+    assert plan.postgres_cluster_plan(reports, HOSTS, "101", DATA) == {"first": "", "replace": [], "problems": []}
     assert plan.postgres_cluster_reports({"db1": {"other": 1}, "db2": {"postgresql_member_report": report("1")}},
                                          HOSTS) == {"db2": report("1")}
 
@@ -78,3 +87,8 @@ def test_patroni_settings_are_patched_only_where_they_differ():
     current["postgresql"].update(use_pg_rewind=False, parameters={"max_connections": 200, "wal_level": "replica",
                                                                    "hot_standby": "on"})
     assert plan.patroni_config_patch(current, desired) == {}
+
+
+def test_reports_are_read_from_the_hosts_that_made_one():
+    hostvars = {"db1": {"other": 1}, "db2": {"postgresql_member_report": report("1")}}
+    assert plan.postgres_cluster_reports(hostvars, HOSTS) == {"db2": report("1")}
