@@ -205,6 +205,24 @@ def writes(log: str) -> list[list[str]]:
     return [[at, number, reply.strip()] for at, number, reply in rows if at.replace(".", "", 1).isdigit()]
 
 
+def stop_host_while_writing(host: str, script: str, log: str, resumed, seconds: int) -> tuple[float, list[list[str]]]:
+    """Start the writer `script` on the app host (its lines in `log`), stop `host` 3 s later
+    (docker stop -t 0: the host is lost), read the log each second until `resumed(lines,
+    stopped)` or `seconds` pass; the time of the stop and the writer's lines, [time, number,
+    reply] each. The caller starts the host again."""
+    subprocess.run(["docker", "exec", "-d", APP, "sh", "-c", f"({script}) > {log} 2>&1"], check=True)
+    time.sleep(3)
+    stopped = time.time()
+    subprocess.run(["docker", "stop", "-t", "0", host], check=True, capture_output=True)
+    lines: list[list[str]] = []
+    while time.time() < stopped + seconds:
+        time.sleep(1)
+        lines = writes(run(APP, "cat", log).stdout)
+        if resumed(lines, stopped):
+            break
+    return stopped, lines
+
+
 @pytest.fixture(scope="module")
 def failover():
     """Stop the master's host while a client writes through HAProxy every 0.1 s until writes
@@ -214,17 +232,9 @@ def failover():
     prefix = f"platform:failover:{uuid.uuid4().hex[:8]}:"
     log = "/tmp/failover-writer.log"  # noqa: S108 (in the app host)
     script = WRITER.format(user=APP_USER, password=APP_PASSWORD, prefix=prefix)
-    subprocess.run(["docker", "exec", "-d", APP, "sh", "-c", f"({script}) > {log} 2>&1"], check=True)
-    time.sleep(3)
-    stopped = time.time()
-    subprocess.run(["docker", "stop", "-t", "0", old], check=True, capture_output=True)
-    deadline = stopped + 60
-    lines: list[list[str]] = []
-    while time.time() < deadline:
-        time.sleep(1)
-        lines = writes(run(APP, "cat", log).stdout)
-        if any(float(at) > stopped + 1 and reply == "OK" for at, _, reply in lines):
-            break
+    stopped, lines = stop_host_while_writing(
+        old, script, log,
+        lambda lines, stopped: any(float(at) > stopped + 1 and reply == "OK" for at, _, reply in lines), 60)
     subprocess.run(["docker", "start", old], check=True, capture_output=True)
     return {"old": old, "lines": lines, "stopped": stopped, "prefix": prefix}
 

@@ -12,7 +12,7 @@ import time
 import uuid
 
 import pytest
-from test_cluster import health
+from test_cluster import health, stop_host_while_writing
 
 HOSTS = ["cluster-1", "cluster-2", "cluster-3"]
 ADDRESSES = {"cluster-1": "10.231.11.11", "cluster-2": "10.231.11.12", "cluster-3": "10.231.11.13"}
@@ -181,18 +181,9 @@ def failover():
     old = leader()
     assert through_haproxy("DROP TABLE IF EXISTS drill; CREATE TABLE drill (id int PRIMARY KEY)").returncode == 0
     log = "/tmp/database-writer.log"  # noqa: S108 (in the app host)
-    subprocess.run(["docker", "exec", "-d", APP, "sh", "-c", f"({WRITER.format(url=url(15432))}) > {log} 2>&1"],
-                   check=True)
-    time.sleep(3)
-    stopped = time.time()
-    subprocess.run(["docker", "stop", "-t", "0", old], check=True, capture_output=True)
-    deadline = stopped + 90
-    lines: list[list[str]] = []
-    while time.time() < deadline:
-        time.sleep(1)
-        lines = [line.split(" ", 2) for line in run(APP, "cat", log).stdout.splitlines() if line.count(" ") >= 2]
-        if any(float(at) > stopped + 1 and reply.strip() == number for at, number, reply in lines):
-            break
+    stopped, lines = stop_host_while_writing(
+        old, WRITER.format(url=url(15432)), log,
+        lambda lines, stopped: any(float(at) > stopped + 1 and reply == number for at, number, reply in lines), 90)
     run(APP, "pkill", "-f", "INSERT INTO drill")
     subprocess.run(["docker", "start", old], check=True, capture_output=True)
     return {"old": old, "lines": lines, "stopped": stopped}
