@@ -66,10 +66,14 @@ def master() -> str:
     return masters[0]
 
 
+def playbook(path: Path, *options: str) -> subprocess.CompletedProcess:
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", INVENTORY, str(path), *options]
+    return subprocess.run(command, cwd=PROJECT, text=True, capture_output=True, check=False)
+
+
 def health(*options: str) -> subprocess.CompletedProcess:
     """The roles' verify probes (health.yml), as installer.py verify runs them."""
-    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", INVENTORY, str(HEALTH), *options]
-    return subprocess.run(command, cwd=PROJECT, text=True, capture_output=True, check=False)
+    return playbook(HEALTH, *options)
 
 
 def test_the_set_grew_from_the_host_that_held_data():

@@ -1,7 +1,8 @@
 """The PostgreSQL cluster: Patroni on three hosts over etcd, grown from a single database host
 that held data, and HAProxy on the app host routing to its leader and over its replicas.
 Probed with the real psql, patronictl, etcdctl and curl, and a failover drill that stops the
-leader's host while a client writes through HAProxy. Runs after test_cluster.py (the Redis
+leader's host while a client writes through HAProxy, and `installer.py restore` of the whole
+cluster to a time. Runs after test_cluster.py (the Redis
 drill), whose stopped host is back by then."""
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import json
 import subprocess
 import time
 import uuid
+from datetime import datetime, timezone
 
 import pytest
-from test_cluster import health, stop_host_while_writing
+from test_cluster import PROJECT, health, playbook, stop_host_while_writing
 
 HOSTS = ["cluster-1", "cluster-2", "cluster-3"]
 ADDRESSES = {"cluster-1": "10.231.11.11", "cluster-2": "10.231.11.12", "cluster-3": "10.231.11.13"}
@@ -230,3 +232,28 @@ def test_verify_finds_a_replica_that_cannot_follow_the_leader():
     finally:
         assert run("cluster-1", *PATRONI, "resume", "--wait").returncode == 0
     assert all_streaming(wait_for_members(all_streaming))
+
+
+def test_a_restore_to_a_time_brings_the_whole_cluster_back_to_it():
+    """Rows before and after a time; the cluster restored to that time: its leader holds the
+    rows before only, on a new timeline, and the other hosts, copied from it anew, the same."""
+    assert all_streaming(wait_for_members(all_streaming))
+    timeline = int(next(iter(members().values()))["TL"])
+    assert through_haproxy("DROP TABLE IF EXISTS marks; CREATE TABLE marks (mark text);"
+                           " INSERT INTO marks VALUES ('before')").returncode == 0
+    time.sleep(2)
+    target = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S+00")
+    time.sleep(2)
+    assert through_haproxy("INSERT INTO marks VALUES ('after')").returncode == 0
+    # installer.py restore's playbook, as it runs it.
+    result = playbook(PROJECT / "playbooks" / "restore.yml", "-e", json.dumps({"restore_target_time": target}))
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    found = wait_for_members(all_streaming)
+    assert all_streaming(found), found
+    assert {int(member["TL"]) for member in found.values()} == {timeline + 1}, found
+    for host in HOSTS:
+        assert sql(host, "SELECT string_agg(mark, ',') FROM marks") == "before", host
+    # The restored cluster takes writes through HAProxy and archives them.
+    assert through_haproxy("INSERT INTO marks VALUES ('restored')").returncode == 0
+    check = run(leader(), "runuser", "-u", "postgres", "--", "pgbackrest", "--stanza=platform", "check", timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
