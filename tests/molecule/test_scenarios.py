@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # pass and destroy included (tests/run.sh on 2026-12-03, pytest --durations, 60 min in all):
 # the order the scenarios start in. The slow ones from earlier runs.
 MINUTES = {"e2e": 43, "newcomer": 34, "monitoring": 26, "edge": 22, "postgresql": 14, "nvidia_container_toolkit": 13,
-           # cluster: 18 min alone on 2026-12-04 with the database cluster and its backup host.
+           # cluster: 18 min alone on 2026-12-04 with the database cluster and its backup host;
+           # 37 min beside prod and pitr with the cluster's restore.
            "ollama": 12, "cluster": 25, "docker": 10, "redis": 10, "firewall": 9, "common": 8, "offline_bundle": 3,
            "nvidia_driver": 2,
            "interrupted": 47, "multinode": 44, "nvidia_driver_forced": 77,
