@@ -599,7 +599,7 @@ def cmd_restore(session: Session) -> int:
         else ["restore_latest=true"]
     outcome, state = run(session, "restore.yml", "restore", check=False, extra_vars=extra)
     code = exit_code("restore", state)
-    # restore.yml's last play records, per database host, what it restored to.
+    # restore.yml's last play records what it restored to, per restored host (a cluster: its leader).
     restored = state.reports("restore_report")
     steps = [str(r.get("summary", "")) for r in restored.values()]
     return finish(session, "restore", outcome, state, code=code, steps=steps, details={"restored": restored})
