@@ -32,8 +32,8 @@ MINUTES = {"e2e": 43, "newcomer": 34, "monitoring": 26, "edge": 22, "postgresql"
            "ollama": 12, "cluster": 25, "docker": 10, "redis": 10, "firewall": 9, "common": 8, "offline_bundle": 3,
            "nvidia_driver": 2,
            "interrupted": 47, "multinode": 44, "nvidia_driver_forced": 77,
-           # inventories/prod on seven hosts with its failover drills: a first estimate.
-           "prod": 60,
+           # inventories/prod on seven hosts with its failover drills: 52 min on 2026-12-04.
+           "prod": 52,
            # 18 min on 2026-12-03 beside a benchmark; 54 min in a whole run of 2026-12-02.
            "pitr": 54,
            # 18 min alone on 2026-12-03 (converge 6.5, tests 11.7); 52 min in CI's run of 2026-12-03,
