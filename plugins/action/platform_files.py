@@ -27,6 +27,8 @@ _ENTRY = {
     "group": {"type": "str"},
     "mode": {"type": "raw"},
     "validate": {"type": "str"},
+    # Copy a vault-encrypted src as it is (core's copy decrypts by default).
+    "decrypt": {"type": "bool"},
     "when": {"type": "bool", "default": True},
 }
 _OCTAL = re.compile(r"^0?[0-7]{3,4}$")
@@ -123,6 +125,7 @@ class ActionModule(ActionBase):
         task = self._task.copy()
         task.args = {"dest": entry["dest"], **attributes,
                      **({"validate": entry["validate"]} if entry.get("validate") else {}),
+                     **({"decrypt": entry["decrypt"]} if entry.get("decrypt") is not None else {}),
                      **{("src" if key == "template" else key): entry[key] for key in sources_of(entry)}}
         handler = self._shared_loader_obj.action_loader.get(
             action, task=task, connection=self._connection, play_context=self._play_context, loader=self._loader,

@@ -38,3 +38,20 @@ def test_a_pinned_package_counts_only_in_its_version(pin: str, missing: bool) ->
 
 def test_without_package_facts_every_package_goes_to_apt() -> None:
     assert packages.packages_missing(["nginx", "ufw"], None) == ["nginx", "ufw"]
+
+
+def test_the_dpkg_listing_keeps_the_installed_packages_with_their_versions() -> None:
+    listing = ("ii  nginx 1.22.1-9+deb12u2\n"
+               "rc  redis-server 5:7.0.15-1~deb12u1\n"
+               "iU  docker-ce 5:27.3.1-1~debian.12~bookworm\n"
+               "hi  nvidia-container-toolkit 1.17.8-1\n"
+               "un  apparmor <none>\n")
+    installed = packages.dpkg_packages(listing)
+    assert installed == {"nginx": [{"version": "1.22.1-9+deb12u2"}],
+                         "nvidia-container-toolkit": [{"version": "1.17.8-1"}]}
+    assert packages.packages_missing(["nginx", "redis-server", "nvidia-container-toolkit=1.17"], installed) \
+        == ["redis-server"]
+
+
+def test_an_empty_listing_leaves_every_package_missing() -> None:
+    assert packages.packages_missing(["nginx"], packages.dpkg_packages("")) == ["nginx"]

@@ -59,7 +59,10 @@ def test_the_reading_module_reports_files_folders_links_and_absent_paths(tmp_pat
     assert file["checksum"] == hashlib.sha1(b"port = 5432\n").hexdigest()  # noqa: S324  (Ansible's checksum)
     assert folder["isdir"] and "checksum" not in folder
     assert link["islnk"] and not link["isreg"] and "checksum" not in link
+    assert link["lnk_source"] == str(tmp_path / "file")
     assert absent == {"exists": False}
+    assert states.content_of(str(tmp_path / "file")) == "port = 5432\n"
+    assert states.content_of(str(tmp_path / "none")) is None
 
 
 PLAYBOOK = """
