@@ -30,6 +30,9 @@ _ENTRY = {
     # Copy a vault-encrypted src as it is (core's copy decrypts by default).
     "decrypt": {"type": "bool"},
     "when": {"type": "bool", "default": True},
+    # Handlers to notify when this entry changes (instead of the task's notify, which fires
+    # for any entry): the files of several services in one task, each restarting its own.
+    "notify": {"type": "list", "elements": "str"},
 }
 _OCTAL = re.compile(r"^0?[0-7]{3,4}$")
 # Where the copy action finds the states read here (one connection per task and host); while
@@ -63,6 +66,22 @@ def sources_of(entry: dict) -> list[str]:
     return [key for key in ("template", "src", "content") if entry.get(key) is not None]
 
 
+def checked_entries(files: list[dict], task_notifies: bool) -> list[dict]:
+    """The entries whose `when` holds, each checked: an absolute path, one source for a file
+    and none for a folder, and notify on the task or on its entries, not both."""
+    entries = [entry for entry in files if entry["when"]]
+    if task_notifies and any(entry.get("notify") for entry in entries):
+        raise AnsibleActionFail("notify goes on the task or on its entries, not both")
+    for entry in entries:
+        if not entry["dest"].startswith("/"):
+            raise AnsibleActionFail(f"{entry['dest']}: dest must be an absolute path")
+        sources = sources_of(entry)
+        if (entry["state"] == "file" and len(sources) != 1) or (entry["state"] == "directory" and sources):
+            raise AnsibleActionFail(f"{entry['dest']}: a file takes one of template, src or content; "
+                                    f"a directory none (found {sources or 'none'})")
+    return entries
+
+
 class ActionModule(ActionBase):
     # The temporary folder on the host is made only for a file that is written
     # (plugins/action/copy.py): a rerun with nothing to change needs none.
@@ -74,14 +93,7 @@ class ActionModule(ActionBase):
         del tmp
         _, args = self.validate_argument_spec(argument_spec={
             "files": {"type": "list", "elements": "dict", "required": True, "options": _ENTRY}})
-        entries = [entry for entry in args["files"] if entry["when"]]
-        for entry in entries:
-            if not entry["dest"].startswith("/"):
-                raise AnsibleActionFail(f"{entry['dest']}: dest must be an absolute path")
-            sources = sources_of(entry)
-            if (entry["state"] == "file" and len(sources) != 1) or (entry["state"] == "directory" and sources):
-                raise AnsibleActionFail(f"{entry['dest']}: a file takes one of template, src or content; "
-                                        f"a directory none (found {sources or 'none'})")
+        entries = checked_entries(args["files"], task_notifies=bool(self._task.notify))
         if not entries:
             return {**result, "changed": False, "files": []}
         dests = [entry["dest"] for entry in entries]
@@ -109,6 +121,11 @@ class ActionModule(ActionBase):
         finally:
             delattr(self._connection, STATES_ATTRIBUTE)
         result.update(changed=any(item["changed"] for item in done), files=done)
+        notified = [name for entry, item in zip(entries, done) if item["changed"] for name in entry.get("notify") or []]
+        if notified:
+            # What Ansible's task executor sets from a task's own notify (left to this result
+            # when the task has none): the strategy notifies these handlers of a changed result.
+            result["_ansible_notify"] = list(dict.fromkeys(notified))
         if diffs:
             result["diff"] = diffs
         return result

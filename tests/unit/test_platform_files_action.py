@@ -180,3 +180,23 @@ def test_entries_whose_condition_is_false_are_left_alone(tmp_path: Path) -> None
     assert _changed(run) == 1
     assert (tmp_path / "etc" / "stale.conf").exists() and not (tmp_path / "etc" / "conf.d" / "motd").exists()
     assert (tmp_path / "etc" / "conf.d" / "settings.conf").exists()
+
+
+def test_an_entry_notifies_its_own_handlers_only_when_it_changes(tmp_path: Path) -> None:
+    per_entry = (PLAYBOOK.replace("      notify: Restart\n", "")
+                 .replace('{dest: "{{ root }}/conf.d/motd", content: "hello\\n", mode: "0644"}',
+                          '{dest: "{{ root }}/conf.d/motd", content: "hello\\n", mode: "0644", notify: [Restart]}')
+                 .replace('template: settings.j2\n', 'template: settings.j2\n            notify: [Reload]\n')
+                 + """    - name: Reload
+      ansible.builtin.debug:
+        msg: reload ran
+""")
+    first = _play(tmp_path, playbook=per_entry)
+    assert _changed(first) == 1 and "handler ran" in first.stdout and "reload ran" in first.stdout
+    assert _changed(_play(tmp_path, playbook=per_entry)) == 0
+    (tmp_path / "etc" / "conf.d" / "motd").write_text("changed by hand\n")
+    repair = _play(tmp_path, playbook=per_entry)
+    assert "handler ran" in repair.stdout and "reload ran" not in repair.stdout, "an entry that did not change notified"
+    task_notify = "      notify: Restart\n    - name: Say which"
+    both = _play(tmp_path, playbook=per_entry.replace("    - name: Say which", task_notify))
+    assert both.returncode != 0 and "notify goes on the task or on its entries, not both" in both.stdout
