@@ -8,6 +8,7 @@ theirs), and what it adds over ansible-playbook with the same inventory and play
         [--installed EPHEMERAL_DIR]   # a host e2e already installed: no first install
         [--baseline CHECKOUT]         # also: no-op reruns by another checkout, alternated
         [--baseline-rounds 3]         # (--rounds 0 --baseline ...: only those)
+        [--overhead-rounds 0]         # no ansible-playbook/installer.py check pairs
 
 Creates and prepares the e2e scenario's host in a molecule folder of its own and writes the
 scenario's inventory (its converge, tag e2e_inventory only). Times first installs (each on a
@@ -74,6 +75,8 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="CHECKOUT", type=Path,
                         help="another revision's checkout whose no-op reruns are alternated with this one's")
     parser.add_argument("--baseline-rounds", type=int, default=3, help="no-op reruns of each checkout (--baseline)")
+    parser.add_argument("--overhead-rounds", type=int,
+                        help="ansible-playbook/installer.py check pairs (default: --rounds)")
     args = parser.parse_args()
     rounds = args.rounds
     times: dict[str, list[float]] = {}
@@ -99,7 +102,7 @@ def main() -> None:
             playbook_check = [str(BIN / "ansible-playbook"), "-i", str(resolved.hosts_file), "--check", "--diff",
                               "--vault-password-file", str(secrets.vault_password_file(resolved)),
                               str(paths.PLAYBOOKS / "site.yml")]
-            for _ in range(rounds):
+            for _ in range(rounds if args.overhead_rounds is None else args.overhead_rounds):
                 measured("playbook check", playbook_check, playbook_env, times)
                 measured("installer check", [*installer, "check"], env, times)
             baseline = [sys.executable, str(args.baseline / "installer.py"), "--inventory", folder]
