@@ -23,7 +23,6 @@ _RULE_ACTION = re.compile(r"^(route )?(allow|deny|reject|limit) ")
 # `ufw status verbose`: "Default: deny (incoming), allow (outgoing), disabled (routed)".
 _DEFAULT_POLICY = re.compile(r"(\w+) \((incoming|outgoing|routed)\)")
 # The heading before each command's output in the role's one read of the host.
-_SECTION = re.compile(r"^## (\w+)$")
 
 KEPT_COMMENT = "kept open: in use when the firewall was set up"
 _ACTION_VERBS = {"allow": "allows", "deny": "denies", "reject": "rejects", "limit": "allows (rate-limited)"}
@@ -196,20 +195,6 @@ def firewall_rule_opening(line: str) -> str:
     return f"{_ACTION_VERBS[words[0]]} {port}{proto} from {'anywhere' if source == 'any' else source}"
 
 
-def firewall_sections(text: str) -> dict[str, list[str]]:
-    """The output of the role's one read of the host (read_rules.yml), each command's lines
-    under the name its "## name" heading gives."""
-    sections: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text.splitlines():
-        heading = _SECTION.match(line)
-        if heading:
-            current = sections.setdefault(heading.group(1), [])
-        elif current is not None and line.strip():
-            current.append(line)
-    return sections
-
-
 def firewall_defaults_to_set(status_lines: Iterable[str], wanted: Mapping[str, str]) -> list[dict]:
     """The default policies ({direction, policy}, in `wanted`'s order) that the lines of
     `ufw status verbose` show otherwise; all of them while ufw is off, since it shows none."""
@@ -257,7 +242,6 @@ class FilterModule:
             "firewall_present": firewall_present,
             "firewall_diff": firewall_diff,
             "firewall_sshd_not_hardened": firewall_sshd_not_hardened,
-            "firewall_sections": firewall_sections,
             "firewall_rule_opening": firewall_rule_opening,
             "firewall_sshd_ports": firewall_sshd_ports,
             "firewall_defaults_to_set": firewall_defaults_to_set,

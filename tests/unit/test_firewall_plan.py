@@ -12,6 +12,10 @@ _PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "filter" / "firewall
 _spec = importlib.util.spec_from_file_location("firewall_plan", _PLUGIN)
 plan = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(plan)
+_sections_spec = importlib.util.spec_from_file_location("sections", _PLUGIN.parent / "sections.py")
+_sections = importlib.util.module_from_spec(_sections_spec)
+_sections_spec.loader.exec_module(_sections)
+command_sections = _sections.command_sections
 
 TAG = "platform-managed"
 SSH = {"rule": "limit", "port": 22, "proto": "tcp", "comment": "ssh"}
@@ -319,7 +323,7 @@ WANTED_DEFAULTS = {"incoming": "deny", "outgoing": "allow", "routed": "deny"}
 
 
 def test_the_read_is_split_into_its_commands_lines():
-    sections = plan.firewall_sections(READ)
+    sections = command_sections(READ)
     assert list(sections) == ["status", "added", "listening", "established"]
     assert sections["status"][0] == "Status: active"
     assert plan.firewall_present(sections["added"]) == ["limit 22/tcp comment 'platform-managed: ssh'"]
@@ -327,12 +331,8 @@ def test_the_read_is_split_into_its_commands_lines():
     assert sections["established"] == ["ESTAB 0 0 172.31.0.2:22 172.31.0.1:50000"]
 
 
-def test_lines_before_the_first_heading_belong_to_none():
-    assert plan.firewall_sections("noise\n## status\nStatus: inactive\n") == {"status": ["Status: inactive"]}
-
-
 def test_defaults_in_effect_need_no_change():
-    assert plan.firewall_defaults_to_set(plan.firewall_sections(READ)["status"], WANTED_DEFAULTS) == []
+    assert plan.firewall_defaults_to_set(command_sections(READ)["status"], WANTED_DEFAULTS) == []
 
 
 def test_a_differing_default_is_set_alone():
@@ -352,7 +352,7 @@ def test_the_plugin_exposes_every_filter():
     assert set(plan.FilterModule().filters()) == {
         "firewall_entries", "firewall_source_hosts", "firewall_source_addresses", "firewall_rules", "firewall_inbound",
         "firewall_kept", "firewall_wanted", "firewall_present", "firewall_diff", "firewall_sshd_not_hardened",
-        "firewall_sections", "firewall_defaults_to_set", "firewall_rule_opening", "firewall_sshd_ports",
+        "firewall_defaults_to_set", "firewall_rule_opening", "firewall_sshd_ports",
     }
 
 
