@@ -1,6 +1,7 @@
 """One command's output holding several reads of a host, each under a "## name" heading: a
 role reads what it needs in one module run instead of one per command (the firewall's
-rules and sockets, the monitoring probes). Tested by tests/unit/test_sections.py."""
+rules and sockets, the monitoring probes, the accounts `getent` lists). Tested by
+tests/unit/test_sections.py."""
 
 from __future__ import annotations
 
@@ -23,6 +24,26 @@ def command_sections(text: str) -> dict[str, list[str]]:
     return sections
 
 
+def getent_groups(lines: list[str]) -> dict[str, dict]:
+    """`getent group` lines as {name: {gid, members}}."""
+    groups = {}
+    for line in lines:
+        fields = line.split(":")
+        if len(fields) == 4:
+            groups[fields[0]] = {"gid": fields[2], "members": [member for member in fields[3].split(",") if member]}
+    return groups
+
+
+def getent_passwd(lines: list[str]) -> dict[str, dict]:
+    """`getent passwd` lines as {name: {uid, gid, home, shell}}."""
+    users = {}
+    for line in lines:
+        fields = line.split(":")
+        if len(fields) == 7:
+            users[fields[0]] = {"uid": fields[2], "gid": fields[3], "home": fields[5], "shell": fields[6]}
+    return users
+
+
 class FilterModule:
     def filters(self):
-        return {"command_sections": command_sections}
+        return {"command_sections": command_sections, "getent_groups": getent_groups, "getent_passwd": getent_passwd}

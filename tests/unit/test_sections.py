@@ -23,3 +23,10 @@ def test_lines_before_the_first_heading_belong_to_none():
 
 def test_a_heading_is_a_whole_line_of_one_word():
     assert sections.command_sections("## status\n## not a heading\n") == {"status": ["## not a heading"]}
+
+
+def test_getent_lines_become_groups_and_users():
+    assert sections.getent_groups(["video:x:44:ollama,alice", "ollama:x:998:", "bad line"]) == {
+        "video": {"gid": "44", "members": ["ollama", "alice"]}, "ollama": {"gid": "998", "members": []}}
+    assert sections.getent_passwd(["ollama:x:998:998::/usr/share/ollama:/usr/sbin/nologin"]) == {
+        "ollama": {"uid": "998", "gid": "998", "home": "/usr/share/ollama", "shell": "/usr/sbin/nologin"}}
