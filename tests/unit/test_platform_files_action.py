@@ -200,3 +200,22 @@ def test_an_entry_notifies_its_own_handlers_only_when_it_changes(tmp_path: Path)
     task_notify = "      notify: Restart\n    - name: Say which"
     both = _play(tmp_path, playbook=per_entry.replace("    - name: Say which", task_notify))
     assert both.returncode != 0 and "notify goes on the task or on its entries, not both" in both.stdout
+
+
+def test_a_vault_file_copied_with_decrypt_false_stays_encrypted(tmp_path: Path) -> None:
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    password = tmp_path / "vault.pass"
+    password.write_text("s3cret\n")
+    encrypted = VaultLib([("default", VaultSecret(b"s3cret"))]).encrypt("token: in-the-clear\n").decode()
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "secrets.yml").write_text(encrypted)
+    banner = '{dest: "{{ root }}/conf.d/banner", src: banner.txt, mode: "0644"}'
+    playbook = PLAYBOOK.replace(banner, banner + "\n"
+                                '          - {dest: "{{ root }}/secrets.yml", src: secrets.yml, decrypt: false}\n'
+                                '          - {dest: "{{ root }}/clear.yml", src: secrets.yml, mode: "0600"}')
+    run = _play(tmp_path, "--vault-password-file", str(password), playbook=playbook)
+    assert _changed(run) == 1
+    assert (tmp_path / "etc" / "secrets.yml").read_text() == encrypted
+    assert (tmp_path / "etc" / "clear.yml").read_text() == "token: in-the-clear\n", "core's copy decrypts by default"
+    assert _changed(_play(tmp_path, "--vault-password-file", str(password), playbook=playbook)) == 0
