@@ -24,24 +24,26 @@ def command_sections(text: str) -> dict[str, list[str]]:
     return sections
 
 
-def getent_groups(lines: list[str]) -> dict[str, dict]:
-    """`getent group` lines as {name: {gid, members}}."""
-    groups = {}
+def _getent(lines: list[str], width: int, named: dict[str, int]) -> dict[str, dict]:
+    """`getent` lines of `width` colon-separated fields, keyed by their first field, each
+    as the fields `named` (name -> position)."""
+    entries = {}
     for line in lines:
         fields = line.split(":")
-        if len(fields) == 4:
-            groups[fields[0]] = {"gid": fields[2], "members": [member for member in fields[3].split(",") if member]}
-    return groups
+        if len(fields) == width:
+            entries[fields[0]] = {name: fields[position] for name, position in named.items()}
+    return entries
+
+
+def getent_groups(lines: list[str]) -> dict[str, dict]:
+    """`getent group` lines as {name: {gid, members}}."""
+    return {name: {"gid": group["gid"], "members": [member for member in group["members"].split(",") if member]}
+            for name, group in _getent(lines, 4, {"gid": 2, "members": 3}).items()}
 
 
 def getent_passwd(lines: list[str]) -> dict[str, dict]:
     """`getent passwd` lines as {name: {uid, gid, home, shell}}."""
-    users = {}
-    for line in lines:
-        fields = line.split(":")
-        if len(fields) == 7:
-            users[fields[0]] = {"uid": fields[2], "gid": fields[3], "home": fields[5], "shell": fields[6]}
-    return users
+    return _getent(lines, 7, {"uid": 2, "gid": 3, "home": 5, "shell": 6})
 
 
 class FilterModule:
