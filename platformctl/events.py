@@ -181,6 +181,8 @@ def _message(res: dict[str, Any]) -> str:
         if value:
             lines = str(value).strip().splitlines()
             return lines[0] if len(lines) == 1 else " ".join(line.strip() for line in lines[:3])
+    if res.get("censored"):
+        return "failed; its output is hidden because it can hold a secret (no_log)"
     return "failed (no message; see the run log)"
 
 

@@ -118,6 +118,15 @@ def test_a_failed_loop_is_reported_by_its_failed_items_messages():
     assert [f.message for f in state.failures] == ["ollama.service is inactive; apt-daily.timer is failed"]
 
 
+def test_a_failed_task_with_no_log_says_its_output_is_hidden():
+    state = RunState()
+    state.handle({"event": "runner_on_failed", "event_data": {"host": "db-1", "task": "Sign the certificate", "res": {
+        "censored": "the output has been hidden due to the fact that 'no_log: true' was specified for this result",
+        "changed": False}}})
+    assert [f.message for f in state.failures] == [
+        "failed; its output is hidden because it can hold a secret (no_log)"]
+
+
 def test_a_debug_warning_is_a_notice_and_a_changed_debug_says_its_drift():
     state = RunState()
     loop = {"results": [{"msg": "[WARNING] ufw allow 5432/tcp: allows 5432/tcp from anywhere", "changed": False},
