@@ -13,7 +13,8 @@ theirs), and what it adds over ansible-playbook with the same inventory and play
 Creates and prepares the e2e scenario's host in a molecule folder of its own and writes the
 scenario's inventory (its converge, tag e2e_inventory only). Times first installs (each on a
 fresh host), then no-op reruns (preflight, site.yml and verify) and `check`, `--rounds`
-each, and prints every run with the machine's load and the median of each. Then it
+each, and prints every run with the machine's load, each of its playbook runs' span from
+its events (preflight, install or check, verify) and the median of each. Then it
 alternates `ansible-playbook --check --diff playbooks/site.yml` with `installer.py check`
 (the same playbook in the same mode, with the same configuration, roles and vault
 password: the difference is the installer's own work) and prints the ratio. With
@@ -38,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import testhosts  # noqa: E402  (beside this script)
+from task_times import task_seconds  # noqa: E402  (beside this script)
 
 from platformctl import inventory, paths, secrets  # noqa: E402  (the package beside bench/)
 
@@ -60,10 +62,25 @@ def load() -> str:
         return " ".join(loadavg.read().split()[:3])
 
 
-def measured(name: str, argv: list[str], env: dict[str, str], times: dict[str, list[float]]) -> None:
+def phases(run_dirs: list[Path]) -> str:
+    """Each playbook run's span, first to last event, from the run folders an installer.py
+    command left (preflight, install or check, verify): what the rest of the time is not."""
+    spans = []
+    for run_dir in sorted(run_dirs):
+        _, results, wall = task_seconds(run_dir)
+        phase = run_dir.name.split("-")[2] if run_dir.name.count("-") >= 3 else run_dir.name
+        spans.append(f"{phase} {wall:.0f} s/{sum(results.values())} results")
+    return ", ".join(spans)
+
+
+def measured(name: str, argv: list[str], env: dict[str, str], times: dict[str, list[float]],
+             checkout: Path = ROOT) -> None:
+    runs = Path(env.get("PLATFORMCTL_RUNS_DIR") or checkout / "runs")
+    before = set(runs.glob("*")) if runs.is_dir() else set()
     seconds = timed(argv, env)
     times.setdefault(name, []).append(seconds)
-    print(f"{name:<16} {seconds:7.1f} s   (load {load()})", flush=True)
+    new = [path for path in runs.glob("*") if path not in before and (path / "job_events").is_dir()]
+    print(f"{name:<16} {seconds:7.1f} s   (load {load()}; {phases(new) or 'no run folders'})", flush=True)
 
 
 def main() -> None:
@@ -107,7 +124,7 @@ def main() -> None:
                 measured("installer check", [*installer, "check"], env, times)
             baseline = [sys.executable, str(args.baseline / "installer.py"), "--inventory", folder]
             for _ in range(args.baseline_rounds if args.baseline else 0):
-                measured("baseline rerun", baseline, env, times)
+                measured("baseline rerun", baseline, env, times, args.baseline)
                 measured("this rerun", installer, env, times)
         finally:
             if not args.installed:
