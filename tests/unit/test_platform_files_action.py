@@ -1,7 +1,7 @@
 """The platform_files action (plugins/action/platform_files.py): a role's files, folders and
 removals with one remote read, through real ansible-playbook with the repository's
-ansible.cfg. A rerun runs the reading module once and nothing else; drift in content, mode
-and folders is found and repaired (in check mode only reported); validation still guards the
+ansible.cfg. A rerun runs one shell command and no module; drift in content, mode and
+folders is found and repaired (in check mode only reported); validation still guards the
 write."""
 
 from __future__ import annotations
@@ -61,6 +61,11 @@ def test_the_reading_module_reports_files_folders_links_and_absent_paths(tmp_pat
     assert link["islnk"] and not link["isreg"] and "checksum" not in link
     assert link["lnk_source"] == str(tmp_path / "file")
     assert absent == {"exists": False}
+    paths = [str(tmp_path / name) for name in ("file", ".", "link", "none")]
+    command = action.read_states_command(paths)
+    read = subprocess.run(command, shell=True, capture_output=True, text=True, check=True)  # noqa: S602  (the action's)
+    assert action.parsed_states(paths, read.stdout) == {path: states.state_of(path) for path in paths}, \
+        "the shell read and the module disagree"
     assert states.content_of(str(tmp_path / "file")) == "port = 5432\n"
     assert states.content_of(str(tmp_path / "none")) is None
 
@@ -128,7 +133,7 @@ def test_a_rerun_reads_every_path_once_and_drift_is_repaired(tmp_path: Path) -> 
     rerun = _play(tmp_path)
     assert _changed(rerun) == 0 and "handler ran" not in rerun.stdout
     ran = [line.rsplit("/", 1)[-1] for line in rerun.stdout.splitlines() if line.startswith("Using module file ")]
-    assert ran == ["platform_file_states.py"], f"a rerun with nothing to change ran {ran}"
+    assert ran == [], f"a rerun with nothing to change ran {ran}"
     assert "ansible-tmp-" not in rerun.stdout, "a rerun with nothing to write made a temporary folder on the host"
 
     (etc / "conf.d").chmod(0o755)
@@ -144,6 +149,26 @@ def test_a_rerun_reads_every_path_once_and_drift_is_repaired(tmp_path: Path) -> 
     assert (etc / "conf.d").stat().st_mode & 0o777 == 0o750 and not (etc / "stale.conf").exists()
     assert (etc / "conf.d" / "motd").read_text() == "hello\n"
     assert _changed(_play(tmp_path)) == 0
+
+
+@pytest.mark.parametrize("output", ["", "-\n-\n", "81a4 0 0 root root -\n", "zz 0 0 root root -\n",
+                                    "a1ff 0 0 root root -\n"])
+def test_a_read_that_does_not_hold_one_state_per_path_is_not_trusted(output: str) -> None:
+    """Wrong line count, a regular file without its checksum, a bad mode, a link without target:
+    the action reads the paths with the module instead."""
+    assert action.parsed_states(["/etc/motd"], output) is None
+
+
+def test_a_host_without_gnu_stat_is_read_by_the_module(tmp_path: Path) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "stat").write_text("#!/bin/sh\necho 'stat: unrecognized option -c' >&2\nexit 1\n")
+    (tools / "stat").chmod(0o755)
+    assert _changed(_play(tmp_path)) == 1
+    rerun = _play(tmp_path, env={"PATH": f"{tools}:{os.environ['PATH']}"})
+    assert _changed(rerun) == 0
+    ran = [line.rsplit("/", 1)[-1] for line in rerun.stdout.splitlines() if line.startswith("Using module file ")]
+    assert ran == ["platform_file_states.py"], ran
 
 
 def test_a_file_that_fails_validation_is_not_written_and_is_named(tmp_path: Path) -> None:
