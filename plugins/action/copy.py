@@ -1,13 +1,14 @@
-"""ansible.builtin.template with one remote call, not two, for a file already in place.
+"""ansible.builtin.template with one shell command, not two module runs, for a file already
+in place.
 
 The template action hands its rendered file to `ansible.legacy.copy`, which looks here first
 (Ansible's documented local override). Core's copy reads the destination with the stat module,
 and when the checksum matches it still runs the file module to apply owner, group and mode:
-a second module run, about a third of a second, for every template of every role on every
-rerun. The stat it already has holds those attributes, so when they match too this action
-returns the file module's answer without running it. Anything else (a different checksum,
-symbolic modes, SELinux or chattr attributes, links, directories) goes to core's code
-unchanged.
+two module runs for every template of every role on every rerun. This action reads the
+destination with platform_files' shell command (type, owner, group, mode and checksum), and
+when those match it returns the file module's answer without running it. Anything else (a
+different checksum, symbolic modes, SELinux or chattr attributes, links, directories, a host
+without GNU stat) goes to core's code unchanged.
 """
 
 from __future__ import annotations
@@ -66,8 +67,13 @@ class ActionModule(CoreCopy):
         return super()._copy_file(source_full, source_rel, content, content_tempfile, dest, task_vars, follow)
 
     def _execute_remote_stat(self, path, all_vars, follow, tmp=None, checksum=True):
-        # A platform_files task read every destination in one module run before it came here.
+        # A platform_files task read every destination before it came here; a template task
+        # of its own reads its destination with the same shell command, not the stat module.
         known = getattr(self._connection, platform_files.STATES_ATTRIBUTE, {}).get(path)
+        if known is None and not self._batched() and not follow and checksum:
+            read = platform_files.platform_read.run_read(self, platform_files.read_states_command([path]))
+            states = platform_files.parsed_states([path], read["stdout"]) if read.get("rc") == 0 else None
+            known = None if states is None or states[path].get("islnk") else states[path]
         if known is not None and not follow and checksum:
             stat = dict(known, checksum=known.get("checksum", "1" if not known["exists"] else ""))
         else:
