@@ -53,23 +53,32 @@ _OCTAL = re.compile(r"^0?[0-7]{3,4}$")
 # it is set, the copy action makes the host's temporary folder only for a file it writes.
 STATES_ATTRIBUTE = "_platform_file_states"
 # One line per path, in order: "-" for none, else the raw mode in hex, the owner's and group's
-# numbers and names, and the SHA-1 of a regular file or "-", then a link's target.
+# numbers and names, the modification time, whether the reader may write it (1 or 0), the
+# SHA-1 of a regular file or "-" (also "-" when the first argument is 0), then a link's target.
 _READ_STATES = r"""
+checksums=$1; shift
 for p do
   if [ ! -e "$p" ] && [ ! -L "$p" ]; then echo -; continue; fi
-  s=$(stat -c '%f %u %g %U %G' -- "$p") || exit 1
-  if [ -L "$p" ]; then t=$(readlink -- "$p") || exit 1; printf '%s - %s\n' "$s" "$t"
-  elif [ -f "$p" ]; then c=$(sha1sum < "$p") || exit 1; printf '%s %s\n' "$s" "${c%% *}"
-  else printf '%s -\n' "$s"; fi
+  s=$(stat -c '%f %u %g %U %G %.9Y' -- "$p") || exit 1
+  w=0; [ -w "$p" ] && w=1
+  if [ -L "$p" ]; then t=$(readlink -- "$p") || exit 1; printf '%s %s - %s\n' "$s" "$w" "$t"
+  elif [ -f "$p" ] && [ "$checksums" = 1 ]; then c=$(sha1sum < "$p") || exit 1; printf '%s %s %s\n' "$s" "$w" "${c%% *}"
+  else printf '%s %s -\n' "$s" "$w"; fi
 done
 """
 
 
-def read_states_command(paths: list[str]) -> str:
-    return f"LC_ALL=C /bin/sh -c {shlex.quote(_READ_STATES)} sh {' '.join(shlex.quote(path) for path in paths)}"
+def read_states_command(paths: list[str], checksums: bool = True) -> str:
+    return (f"LC_ALL=C /bin/sh -c {shlex.quote(_READ_STATES)} sh {int(checksums)} "
+            f"{' '.join(shlex.quote(path) for path in paths)}")
 
 
-def parsed_states(paths: list[str], output: str) -> dict | None:
+_FIELDS = re.compile(r"(?P<raw>[0-9a-f]+) (?P<uid>\d+) (?P<gid>\d+) (?P<user>\S+) (?P<group>\S+) "
+                     r"(?P<seconds>\d+)\.(?P<fraction>\d{9}) (?P<writeable>[01]) (?P<checksum>[0-9a-f]{40}|-)"
+                     r"(?: (?P<target>.+))?")
+
+
+def parsed_states(paths: list[str], output: str, checksums: bool = True) -> dict | None:
     """The states (as platform_file_states reports them) in the read command's output; None
     when it does not hold one well-formed line per path."""
     lines = output.splitlines()
@@ -80,23 +89,24 @@ def parsed_states(paths: list[str], output: str) -> dict | None:
         if line == "-":
             states[path] = {"exists": False}
             continue
-        fields = line.split(" ", 6)
-        if len(fields) < 6 or not re.fullmatch(r"[0-9a-f]+ \d+ \d+", " ".join(fields[:3])):
+        found = _FIELDS.fullmatch(line)
+        if not found:
             return None
-        raw, uid, gid = int(fields[0], 16), int(fields[1]), int(fields[2])
+        raw, uid, gid = int(found["raw"], 16), int(found["uid"]), int(found["gid"])
         state = {"exists": True, "isreg": stat.S_ISREG(raw), "isdir": stat.S_ISDIR(raw), "islnk": stat.S_ISLNK(raw),
                  "mode": f"{stat.S_IMODE(raw):04o}", "uid": uid, "gid": gid,
                  # GNU stat names an owner without a name UNKNOWN; the module gives the number.
-                 "pw_name": str(uid) if fields[3] == "UNKNOWN" else fields[3],
-                 "gr_name": str(gid) if fields[4] == "UNKNOWN" else fields[4]}
+                 "pw_name": str(uid) if found["user"] == "UNKNOWN" else found["user"],
+                 "gr_name": str(gid) if found["group"] == "UNKNOWN" else found["group"],
+                 "mtime": int(found["seconds"] + found["fraction"]) / 1e9, "writeable": found["writeable"] == "1"}
+        if state["islnk"] != (found["target"] is not None):
+            return None
         if state["islnk"]:
-            if len(fields) != 7:
+            state["lnk_source"] = found["target"]
+        elif state["isreg"] and checksums:
+            if found["checksum"] == "-":
                 return None
-            state["lnk_source"] = fields[6]
-        elif state["isreg"]:
-            if len(fields) != 6 or not re.fullmatch(r"[0-9a-f]{40}", fields[5]):
-                return None
-            state["checksum"] = fields[5]
+            state["checksum"] = found["checksum"]
         states[path] = state
     return states
 

@@ -49,8 +49,9 @@ RETURN = r"""
 states:
   description: >-
     Each path's state, keyed by the path: C(exists), C(isreg), C(isdir), C(islnk), C(mode) (four
-    octal digits), C(uid), C(gid), C(pw_name), C(gr_name), C(checksum) (SHA-1) for regular files,
-    and C(lnk_source) (the target as the link holds it) for links.
+    octal digits), C(uid), C(gid), C(pw_name), C(gr_name), C(mtime) (seconds since the epoch),
+    C(writeable) (by the user the module runs as), C(checksum) (SHA-1) for regular files, and
+    C(lnk_source) (the target as the link holds it) for links.
   returned: always
   type: dict
 contents:
@@ -81,6 +82,8 @@ def state_of(path: str) -> dict:
         "gid": found.st_gid,
         "pw_name": _name(pwd.getpwuid, found.st_uid),
         "gr_name": _name(grp.getgrgid, found.st_gid),
+        "mtime": found.st_mtime_ns / 1e9,
+        "writeable": os.access(path, os.W_OK),
     }
     if state["islnk"]:
         state["lnk_source"] = os.readlink(path)

@@ -151,11 +151,12 @@ def test_a_rerun_reads_every_path_once_and_drift_is_repaired(tmp_path: Path) -> 
     assert _changed(_play(tmp_path)) == 0
 
 
-@pytest.mark.parametrize("output", ["", "-\n-\n", "81a4 0 0 root root -\n", "zz 0 0 root root -\n",
-                                    "a1ff 0 0 root root -\n"])
+@pytest.mark.parametrize("output", ["", "-\n-\n", "81a4 0 0 root root 1.000000000 1 -\n",
+                                    "zz 0 0 root root 1.000000000 1 -\n", "a1ff 0 0 root root 1.000000000 1 -\n",
+                                    "41ed 0 0 root root 1 1 -\n", "81a4 0 0 root root ?\n"])
 def test_a_read_that_does_not_hold_one_state_per_path_is_not_trusted(output: str) -> None:
-    """Wrong line count, a regular file without its checksum, a bad mode, a link without target:
-    the action reads the paths with the module instead."""
+    """Wrong line count, a regular file without its checksum, a bad mode, a link without target,
+    a time without nanoseconds (a stat without %.9Y): the action reads with the module instead."""
     assert action.parsed_states(["/etc/motd"], output) is None
 
 
