@@ -299,11 +299,6 @@ def app_liveness_checks(apps: Iterable[Mapping], publish_address: str) -> list[d
     return checks
 
 
-def app_container_names(containers: Iterable[Mapping]) -> list[str]:
-    """The names of the containers docker_host_info lists, without Docker's leading "/"."""
-    return [container["Names"][0].removeprefix("/") for container in containers]
-
-
 def app_containers_not_declared(container_names: Iterable[str], apps: Iterable[Mapping]) -> list[str]:
     """The containers of `container_names` that no app declares: "<app>-<N>" of an app not in
     `apps` or with fewer than N replicas. A name without a number counts as replica 0 of
@@ -354,7 +349,6 @@ class FilterModule:
             "app_probe_paths": app_probe_paths,
             "app_images": app_images,
             "app_probe_command": app_probe_command,
-            "app_container_names": app_container_names,
             "app_containers_not_declared": app_containers_not_declared,
             "app_replicas_missing": app_replicas_missing,
         }

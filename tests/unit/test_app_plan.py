@@ -232,12 +232,7 @@ def test_no_apps_no_health_urls():
     assert plan.app_health_urls([], ADDRESS) == []
 
 
-# app_container_names, app_containers_not_declared, app_replicas_missing
-
-
-def test_container_names_are_docker_s_first_names_without_the_leading_slash():
-    containers = [{"Names": ["/api-1"], "Id": "x"}, {"Names": ["/worker-2", "/alias"]}]
-    assert plan.app_container_names(containers) == ["api-1", "worker-2"]
+# app_containers_not_declared, app_replicas_missing
 
 
 def test_containers_of_removed_apps_and_surplus_replicas_are_not_declared():
@@ -284,7 +279,7 @@ def test_nothing_is_missing_when_every_replica_runs():
 def test_the_plugin_exposes_every_filter():
     assert set(plan.FilterModule().filters()) == {
         "app_service_host", "app_service_address", "app_service_port", "app_service_url", "app_environment",
-        "app_replicas", "app_health_urls", "app_container_names", "app_containers_not_declared",
+        "app_replicas", "app_health_urls", "app_containers_not_declared",
         "app_replicas_missing", "app_device_requests", "app_hosts", "app_hosts_by_name", "app_services_here",
         "app_jobs_here", "app_systemd_arguments", "app_environment_of_container", "app_numeric_user",
         "app_liveness_checks", "app_probe_paths", "app_images", "app_postgres_tls", "app_redis_tls",
