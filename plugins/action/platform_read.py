@@ -5,7 +5,9 @@ ansible.builtin.command and shell run a Python module on the host, which costs i
 cache) before the command starts; the reads every role makes on every run add up to seconds.
 This action sends the command itself, with the task's become and environment, and answers as
 the command module does (rc, stdout, stderr and their lines), never changed, in check mode
-too: a task with it reads, and decides with changed_when or failed_when as before.
+too: a task with it reads, and decides with changed_when or failed_when as before. The
+command and the environment travel on the command line (shown in the process list, logged
+by sudo), so a read that needs a secret stays with ansible.builtin.command.
 """
 
 from __future__ import annotations
@@ -59,5 +61,7 @@ class ActionModule(ActionBase):
                       stdout=stdout, stderr=stderr, stdout_lines=stdout.splitlines(),
                       stderr_lines=stderr.splitlines())
         if done["rc"] != 0:
-            result.update(failed=True, msg="non-zero return code")
+            # The command's own last word, which the installer's report shows for the task.
+            said = stderr.splitlines()[-1].strip() if stderr.strip() else ""
+            result.update(failed=True, msg=f"non-zero return code {done['rc']}" + (f": {said}" if said else ""))
         return result

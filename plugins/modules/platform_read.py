@@ -14,6 +14,9 @@ description:
   - Never reports a change, and runs in check mode too, so the command must not change the
     host. A task decides with C(changed_when) and C(failed_when) as with the command module.
   - Fails when the command exits non-zero, unless C(failed_when) says otherwise.
+  - The command and the task's environment travel on the command line, which the host's
+    process list shows and sudo logs, so neither may hold a secret; a read that needs one
+    stays with M(ansible.builtin.command), whose arguments travel on standard input.
 options:
   cmd:
     description: The command, run by O(executable) (C(-c)); shell syntax allowed.

@@ -46,9 +46,9 @@ PLAYBOOK = """
       ansible.builtin.debug:
         msg: "RESULTS {{ {'shell': shell, 'words': words, 'piped': piped, 'greeted': greeted} | to_json }} END"
 
-    - name: A failing command fails the task
+    - name: A failing command fails the task, with its last word
       platform_read:
-        argv: ["false"]
+        cmd: echo "first line" >&2; echo "no such stanza" >&2; exit 3
 """
 
 
@@ -77,7 +77,8 @@ def test_a_read_answers_as_the_command_module_without_a_module_run(tmp_path: Pat
     assert words["stdout"] == "two words|$HOME|it's|", "each word of argv is one argument, unexpanded"
     assert piped["stdout"] == "bash, hello", "the command did not run in bash with the task's environment"
     assert results["greeted"]["stdout"] == "hello there", "the task's environment did not reach the command"
-    assert "non-zero return code" in run.stdout and run.returncode == 2, "a failing command must fail the task"
+    assert "non-zero return code 3: no such stanza" in run.stdout and run.returncode == 2, \
+        "a failing command must fail the task and say what its command said last"
     assert "Using module file" not in run.stdout, "a module ran on the host"
     assert "changed=0" in run.stdout
 
