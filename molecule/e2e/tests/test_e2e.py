@@ -261,8 +261,10 @@ def test_preflight_stops_on_a_download_source_that_answers_an_http_error(host):
 
 @pytest.fixture
 def drifted_host(host):
-    """Drift made by hand in five services of the test host."""
-    wanted = {"work_mem": work_mem(host), "ufw": sorted(host.check_output("ufw status").splitlines())}
+    """Drift made by hand in five services of the test host, and in the database objects the
+    postgresql role reads before it runs their modules."""
+    wanted = {"work_mem": work_mem(host), "ufw": sorted(host.check_output("ufw status").splitlines()),
+              "objects": database_objects(host)}
     host.run_expect([0], f"echo '# edited by hand' >> {NGINX_SITE}")
     host.run_expect([0], "systemctl stop redis-server")
     host.run_expect([0], f"sed -i 's/^work_mem = .*/work_mem = 77MB/' {POSTGRESQL_CONF} && "
@@ -271,7 +273,21 @@ def drifted_host(host):
     host.run_expect([0], "ufw delete allow 443/tcp")
     assert "443/tcp" not in host.check_output("ufw status")
     host.run_expect([0], "docker stop api-1")
+    psql = "runuser -u postgres -- psql -d %s -qtAc %s"
+    host.check_output(psql, "platform", "DROP EXTENSION pg_stat_statements; GRANT CREATE ON SCHEMA public TO PUBLIC")
+    host.check_output(psql, "postgres", "REVOKE pg_monitor FROM monitoring; DROP TABLE platform_drill.heartbeat")
+    assert database_objects(host) != wanted["objects"]
     return host, wanted
+
+
+def database_objects(host) -> list[str]:
+    """The platform database's extensions and whether PUBLIC may create in its public schema;
+    whether the monitoring login is in pg_monitor, and the heartbeat table."""
+    psql = "runuser -u postgres -- psql -d %s -qtAc %s"
+    return [host.check_output(psql, "platform", "SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension"),
+            host.check_output(psql, "platform", "SELECT has_schema_privilege('public', 'public', 'CREATE')"),
+            host.check_output(psql, "postgres", "SELECT pg_has_role('monitoring', 'pg_monitor', 'MEMBER'), "
+                                                "to_regclass('platform_drill.heartbeat')")]
 
 
 def drift_report(host) -> dict[str, str]:
@@ -293,6 +309,10 @@ def test_drift_is_reported_item_by_item_then_repaired(drifted_host):
         "the PostgreSQL setting": lambda i: i["role"] == "postgresql" and "work_mem = 77MB" in i["diff"],
         "the deleted UFW rule": lambda i: i["role"] == "firewall" and "rule" in i["task"].lower(),
         "the stopped app container": lambda i: i["role"] == "app" and "api-1" in i["task"],
+        "the dropped extension": lambda i: i["role"] == "postgresql" and i["task"] == "Create the extensions",
+        "PUBLIC's CREATE on the public schema": lambda i: i["role"] == "postgresql" and "public schema" in i["task"],
+        "the revoked pg_monitor": lambda i: i["role"] == "postgresql" and "pg_monitor" in i["task"],
+        "the dropped heartbeat table": lambda i: i["task"] == "Create the heartbeat table",
     }
     missing = [what for what, found in expected.items() if not any(found(item) for item in drift)]
     assert not missing, (missing, drift)
@@ -310,6 +330,7 @@ def test_drift_is_reported_item_by_item_then_repaired(drifted_host):
     assert work_mem(host) == wanted["work_mem"]
     assert sorted(host.check_output("ufw status").splitlines()) == wanted["ufw"]
     assert host.docker("api-1").is_running
+    assert database_objects(host) == wanted["objects"]
 
 
 def started_at(host, container: str) -> str:
