@@ -147,7 +147,8 @@ def test_the_scheduled_job_runs_on_its_schedule_with_the_app_s_environment(host,
         ticks = sorted(int(name.removeprefix("tick-")) for name in get_health(address)["data"]
                        if name.startswith("tick-"))
     assert len(ticks) >= 3, ticks
-    gaps = sorted((later - earlier) / 1e9 for earlier, later in zip(ticks[-7:], ticks[-6:]))
+    last = ticks[-7:]  # up to six gaps, also with fewer than seven marks
+    gaps = sorted((later - earlier) / 1e9 for earlier, later in zip(last, last[1:]))
     # The median: a run that started late on a loaded machine moves two gaps, not the schedule.
     assert 8 <= gaps[len(gaps) // 2] <= 13, gaps
     assert host.file("/etc/platform/jobs/tick.env").mode == 0o600
