@@ -71,8 +71,7 @@ class ActionModule(CoreCopy):
         # of its own reads its destination with the same shell command, not the stat module.
         known = getattr(self._connection, platform_files.STATES_ATTRIBUTE, {}).get(path)
         if known is None and not self._batched() and not follow and checksum:
-            read = platform_files.platform_read.run_read(self, platform_files.read_states_command([path]))
-            states = platform_files.parsed_states([path], read["stdout"]) if read.get("rc") == 0 else None
+            states = platform_files.shell_states(self, [path])
             known = None if states is None or states[path].get("islnk") else states[path]
         if known is not None and not follow and checksum:
             stat = dict(known, checksum=known.get("checksum", "1" if not known["exists"] else ""))

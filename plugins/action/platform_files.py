@@ -111,6 +111,13 @@ def parsed_states(paths: list[str], output: str, checksums: bool = True) -> dict
     return states
 
 
+def shell_states(action: ActionBase, paths: list[str], checksums: bool = True) -> dict | None:
+    """The paths' states from the read command run over `action`'s connection; None when it
+    fails or does not parse (the caller then asks the platform_file_states module)."""
+    read = platform_read.run_read(action, read_states_command(paths, checksums))
+    return parsed_states(paths, read.get("stdout", ""), checksums) if read.get("rc") == 0 else None
+
+
 def attributes_in_place(entry: dict, state: dict) -> bool:
     """Whether `state` (platform_file_states, or a stat result) already has the entry's owner,
     group and mode (by name or number; octal modes only: anything else goes to the file
@@ -200,8 +207,7 @@ class ActionModule(ActionBase):
 
     def _read_states(self, paths: list[str], task_vars: dict) -> tuple[dict, dict | None]:
         """Each path's state, and the failed result of a read that could not be made."""
-        read = platform_read.run_read(self, read_states_command(paths))
-        states = parsed_states(paths, read.get("stdout", "")) if read.get("rc") == 0 else None
+        states = shell_states(self, paths)
         if states is not None:
             return states, None
         read = self._execute_module("ansible.legacy.platform_file_states", module_args={"paths": paths},

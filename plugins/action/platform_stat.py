@@ -29,8 +29,7 @@ class ActionModule(ActionBase):
             "path": {"type": "str", "required": True},
             "get_checksum": {"type": "bool", "default": True}})
         path, checksums = args["path"], args["get_checksum"]
-        read = platform_files.platform_read.run_read(self, platform_files.read_states_command([path], checksums))
-        states = platform_files.parsed_states([path], read["stdout"], checksums) if read.get("rc") == 0 else None
+        states = platform_files.shell_states(self, [path], checksums)
         if states is None:
             read = self._execute_module("ansible.legacy.platform_file_states", module_args={"paths": [path]},
                                         task_vars=task_vars)
